@@ -1,0 +1,33 @@
+"""Execute notebooks top to bottom and save them with their outputs (what nbval compares).
+
+    python tools/execute_notebooks.py                 # every notebook in notebooks/
+    python tools/execute_notebooks.py notebooks/02_attention.ipynb
+
+Set VIT_DATA_DIR first if the datasets are not in ./data.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(a) for a in argv] or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    for path in paths:
+        start = time.perf_counter()
+        cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+               "--inplace", "--ExecutePreprocessor.timeout=1800", str(path)]
+        result = subprocess.run(cmd, cwd=path.parent)
+        print(f"{path.name}: {'ok' if result.returncode == 0 else 'FAILED'} "
+              f"in {time.perf_counter() - start:.0f}s", flush=True)
+        if result.returncode:
+            return result.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

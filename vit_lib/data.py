@@ -1,0 +1,253 @@
+"""Lesson 00: find, load and serve the datasets (MNIST, Fashion-MNIST, CIFAR-10).
+
+Where data lives: an explicit `data_dir` argument, else the environment variable VIT_DATA_DIR,
+else the data/ folder of this checkout. Loading goes through torchvision's dataset classes, which download when online.
+For speed, `TensorLoader` holds a whole split as one uint8 tensor on the training device and
+serves shuffled, normalised (optionally augmented) batches by index.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+ENV_VAR = "VIT_DATA_DIR"
+
+
+class DataNotFoundError(RuntimeError):
+    """A dataset is neither on disk nor downloadable; the message says where to put it."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the engine needs to know about a dataset: shape, classes, normalisation statistics."""
+
+    name: str
+    torchvision_class: str
+    folder: str
+    files: tuple[str, ...]
+    image_size: int
+    channels: int
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", "MNIST", "MNIST/raw", _MNIST_FILES, 28, 1,
+                         tuple(str(i) for i in range(10)), (0.1307,), (0.3081,)),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", "FashionMNIST", "FashionMNIST/raw", _MNIST_FILES, 28, 1,
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+         "Bag", "Ankle boot"), (0.2860,), (0.3530,)),
+    "cifar10": DatasetInfo(
+        "cifar10", "CIFAR10", "cifar-10-batches-py",
+        ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+         "test_batch", "batches.meta"), 32, 3,
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The DatasetInfo for 'mnist', 'fashion-mnist' or 'cifar10' (case and _ / - tolerant)."""
+    key = name.lower().replace("_", "-")
+    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """data_dir if given, else $VIT_DATA_DIR, else the checkout's data/ folder (./data when
+    vit_lib is installed outside a checkout), so notebooks and scripts share one download."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout / "data" if (checkout / "pyproject.toml").is_file() else Path("data")
+
+
+def load_dataset(name: str, train: bool = True, data_dir: str | os.PathLike | None = None,
+                 download: bool = True, transform=None):
+    """The torchvision dataset object for one split; downloads it when missing and allowed."""
+    import torchvision.datasets as tvd
+
+    info = dataset_info(name)
+    root = resolve_data_dir(data_dir)
+    cls = getattr(tvd, info.torchvision_class)
+    try:
+        return cls(root=str(root), train=train, download=False, transform=transform)
+    except RuntimeError:
+        if not download:
+            raise DataNotFoundError(_missing_message(info, root, tried_download=False)) from None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root=str(root), train=train, download=True, transform=transform)
+    except Exception as exc:  # offline, read-only folder, interrupted download...
+        raise DataNotFoundError(_missing_message(info, root, tried_download=True, cause=exc)) from None
+
+
+def _missing_message(info: DatasetInfo, root: Path, tried_download: bool,
+                     cause: Exception | None = None) -> str:
+    folder = root / info.folder
+    missing = [f for f in info.files if not (folder / f).exists()]
+    lines = [f"{info.name}: dataset not found in {folder.resolve()}",
+             f"  looked for: {', '.join(info.files)}",
+             f"  missing: {', '.join(missing) if missing else 'none (files present but unreadable)'}"]
+    if tried_download:
+        first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+        why = f" ({type(cause).__name__}: {first})" if cause is not None else ""
+        lines.append(f"  the download failed{why}")
+    lines.append(f"  fix: connect to the internet and run again, copy the files into {folder}, "
+                 f"or point --data-dir / ${ENV_VAR} at a folder that holds {info.folder}/")
+    return "\n".join(lines)
+
+
+def load_tensors(name: str, train: bool = True, data_dir: str | os.PathLike | None = None,
+                 download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole split as (images uint8 [N, C, H, W], labels int64 [N])."""
+    ds = load_dataset(name, train, data_dir, download)
+    data = ds.data
+    images = torch.as_tensor(data)
+    if images.ndim == 3:                      # MNIST-style [N, H, W]
+        images = images[:, None]
+    else:                                     # CIFAR-style [N, H, W, C] numpy array
+        images = images.permute(0, 3, 1, 2).contiguous()
+    labels = torch.as_tensor(ds.targets, dtype=torch.long)
+    return images, labels
+
+
+def random_affine(x: torch.Tensor, max_shift: float = 0.0, max_degrees: float = 0.0,
+                  scale: tuple[float, float] = (1.0, 1.0),
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shift (pixels), rotate (degrees) and scale every image of a batch by its own random amount.
+
+    x: [B, C, H, W] with background 0 -> same shape. Runs on x's device, whole batch at once.
+    """
+    b, _, h, w = x.shape
+    r = torch.rand(b, 4, generator=generator).to(x.device)
+    angle = (r[:, 0] * 2 - 1) * math.radians(max_degrees)
+    s = scale[0] + r[:, 1] * (scale[1] - scale[0])
+    tx = (r[:, 2] * 2 - 1) * max_shift * 2 / w    # affine_grid works in [-1, 1] units
+    ty = (r[:, 3] * 2 - 1) * max_shift * 2 / h
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Batch augmentation settings (all off by default)."""
+
+    max_shift: float = 0.0
+    max_degrees: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def active(self) -> bool:
+        return self.max_shift > 0 or self.max_degrees > 0 or self.scale != (1.0, 1.0)
+
+
+class TensorLoader:
+    """Serve batches from tensors held on one device; a drop-in for a DataLoader in our loops.
+
+    Yields (images float [B, C, H, W], labels int64 [B]). Images are scaled to [0, 1],
+    augmented (training only), then normalised with mean/std when given. The order of epoch e
+    depends only on (seed, e): call set_epoch(e) so a resumed run sees the same batches.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 shuffle: bool = False, seed: int = 0, device: str | torch.device = "cpu",
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                 augment: Augment | None = None) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.augment = augment if augment is not None and augment.active else None
+        channels = images.shape[1]
+        if mean is not None and std is not None:
+            self.mean = torch.tensor(mean, device=self.device).view(1, channels, 1, 1)
+            self.std = torch.tensor(std, device=self.device).view(1, channels, 1, 1)
+        else:
+            self.mean = self.std = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    @property
+    def dataset_size(self) -> int:
+        return len(self.images)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, C, H, W] -> normalised float [B, C, H, W] (no augmentation)."""
+        x = images.float().div_(255)
+        return (x - self.mean) / self.std if self.mean is not None else x
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        n = len(self.images)
+        order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                x = self.images[start:start + self.batch_size]
+                y = self.labels[start:start + self.batch_size]
+            else:
+                idx = order[start:start + self.batch_size]
+                x, y = self.images[idx], self.labels[idx]
+            x = x.float().div_(255)
+            if self.augment is not None:
+                a = self.augment
+                x = random_affine(x, a.max_shift, a.max_degrees, a.scale, generator=g)
+            if self.mean is not None:
+                x = (x - self.mean) / self.std
+            yield x, y
+
+
+def get_loaders(dataset: str = "mnist", batch_size: int = 64, data_dir: str | os.PathLike | None = None,
+                device: str | torch.device = "cpu", normalize: bool = True, augment: Augment | None = None,
+                seed: int = 0, eval_batch_size: int = 1000, download: bool = True,
+                train_subset: int | None = None, test_subset: int | None = None,
+                ) -> tuple[TensorLoader, TensorLoader]:
+    """(train_loader, test_loader) for a dataset, held as tensors on `device`.
+
+    train_subset / test_subset keep only the first k examples (for quick runs and tests).
+    """
+    info = dataset_info(dataset)
+    stats = dict(mean=info.mean, std=info.std) if normalize else {}
+    x_train, y_train = load_tensors(info.name, True, data_dir, download)
+    x_test, y_test = load_tensors(info.name, False, data_dir, download)
+    if train_subset is not None:
+        x_train, y_train = x_train[:train_subset], y_train[:train_subset]
+    if test_subset is not None:
+        x_test, y_test = x_test[:test_subset], y_test[:test_subset]
+    train = TensorLoader(x_train, y_train, batch_size, shuffle=True, seed=seed, device=device,
+                         augment=augment, **stats)
+    test = TensorLoader(x_test, y_test, eval_batch_size, shuffle=False, device=device, **stats)
+    return train, test

@@ -1,0 +1,94 @@
+"""Figures shared by the notebooks and the command-line tools (matplotlib)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import torch
+
+
+def _plt():
+    import matplotlib
+    if not os.environ.get("DISPLAY") and "ipykernel" not in __import__("sys").modules:
+        matplotlib.use("Agg")   # headless scripts and CI: draw to files only
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_history(histories: dict[str, list[dict[str, Any]]] | list[dict[str, Any]],
+                 path: str | os.PathLike | None = None, title: str | None = None):
+    """Loss and test accuracy per epoch; one line per run when given {label: history}."""
+    plt = _plt()
+    runs = histories if isinstance(histories, dict) else {"run": histories}
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label, history in runs.items():
+        epochs = [r["epoch"] for r in history]
+        ax_loss.plot(epochs, [r["train_loss"] for r in history], "--", label=f"{label} train")
+        ax_loss.plot(epochs, [r["test_loss"] for r in history], "-", label=f"{label} test")
+        ax_acc.plot(epochs, [r["train_accuracy"] for r in history], "--", label=f"{label} train")
+        ax_acc.plot(epochs, [r["test_accuracy"] for r in history], "-", marker="o", label=f"{label} test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[num_classes, num_classes] counts: row = true class, column = predicted class."""
+    index = labels.long() * num_classes + predictions.long()
+    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str],
+                          path: str | os.PathLike | None = None, title: str | None = None):
+    """Heat map of a confusion matrix with the count in each cell."""
+    plt = _plt()
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    ax.imshow(matrix.float().log1p(), cmap="Blues")
+    top = matrix.max().item()
+    for i in range(n):
+        for j in range(n):
+            v = matrix[i, j].item()
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > top / 3 else "black")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
+                size: float = 1.3, cmap: str = "gray"):
+    """A grid of images [B, C, H, W] (any value range: each image is scaled for display)."""
+    plt = _plt()
+    b = images.shape[0]
+    nrows = (b + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.2 * nrows),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= b:
+            continue
+        img = images[i].detach().float().cpu()
+        img = (img - img.min()) / (img.max() - img.min() + 1e-8)
+        if img.shape[0] == 1:
+            ax.imshow(img[0], cmap=cmap)
+        else:
+            ax.imshow(img.permute(1, 2, 0))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
