@@ -8,7 +8,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e ".[test,notebooks]"
+	$(BIN)/pip install -e ".[test]"
 	touch $@
 
 train: $(BIN)/.installed     ## train the seed preset on MNIST (10 epochs) into runs/seed
@@ -23,7 +23,8 @@ test-fast: $(BIN)/.installed ## unit tests only, no notebooks, no real-data trai
 notebooks: $(BIN)/.installed ## re-execute and save every notebook in place (run after editing one)
 	$(BIN)/python tools/execute_notebooks.py
 
-lab: $(BIN)/.installed       ## open the lessons in Jupyter
+lab: $(BIN)/.installed       ## open the lessons in JupyterLab (installs it on first use)
+	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/pip install -e ".[notebooks]"
 	$(BIN)/jupyter lab notebooks
 
 mirror: $(BIN)/.installed    ## are notebooks and vit_lib the same code?

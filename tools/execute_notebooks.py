@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str]) -> int:
-    paths = [Path(a) for a in argv] or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    paths = [Path(a).resolve() for a in argv] or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
     for path in paths:
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-               "--inplace", "--ExecutePreprocessor.timeout=1800", str(path)]
+               "--inplace", "--ExecutePreprocessor.timeout=1800", str(path.resolve())]
         result = subprocess.run(cmd, cwd=path.parent)
         print(f"{path.name}: {'ok' if result.returncode == 0 else 'FAILED'} "
               f"in {time.perf_counter() - start:.0f}s", flush=True)

@@ -17,6 +17,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 MIRRORED_MODULES = ("vit_lib.patches", "vit_lib.attention", "vit_lib.block", "vit_lib.model",
                     "vit_lib.interpret")
@@ -60,7 +61,13 @@ def notebook_exports(notebook: Path) -> list[Export]:
     return found
 
 
-def check(notebooks_dir: Path | None = None) -> list[str]:
+def library_source(module_name: str) -> str:
+    """The source text of a vit_lib module."""
+    return Path(importlib.import_module(module_name).__file__).read_text()
+
+
+def check(notebooks_dir: Path | None = None,
+          read_library: Callable[[str], str] = library_source) -> list[str]:
     """All drifts between notebooks and vit_lib, as readable messages (empty list: in sync)."""
     notebooks_dir = notebooks_dir or ROOT / "notebooks"
     problems: list[str] = []
@@ -69,12 +76,11 @@ def check(notebooks_dir: Path | None = None) -> list[str]:
         for ex in notebook_exports(nb):
             exported.add((ex.module, ex.name))
             try:
-                module = importlib.import_module(ex.module)
+                library = _definitions(read_library(ex.module)).get(ex.name)
             except ImportError:
                 problems.append(f"{ex.notebook} cell {ex.cell}: exports to {ex.module}, "
                                 "which does not exist")
                 continue
-            library = _definitions(Path(module.__file__).read_text()).get(ex.name)
             if library is None:
                 problems.append(f"{ex.notebook} cell {ex.cell}: `{ex.name}` is not defined at "
                                 f"the top level of {ex.module}; add it there too")

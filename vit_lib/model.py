@@ -63,10 +63,10 @@ class VisionTransformer(nn.Module):
         c = self.config
         expected = (c.in_channels, c.image_size, c.image_size)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"expected images of shape [batch, {c.in_channels}, {c.image_size}, "
-                f"{c.image_size}], got {list(images.shape)}; add a batch dimension with "
-                "x.unsqueeze(0) for one image, or build the model for this image size")
+            fix = ("add a batch dimension with x.unsqueeze(0) for one image"
+                   if images.ndim == 3 else "resize the images or build the model for this size")
+            raise ValueError(f"expected images of shape [batch, {c.in_channels}, {c.image_size}, "
+                             f"{c.image_size}], got {list(images.shape)}; {fix}")
 
     def forward_features(self, images: torch.Tensor, return_attention: bool = False):
         """images [B, C, H, W] -> normalised tokens [B, T, dim] (and attention maps)."""

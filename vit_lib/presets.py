@@ -93,8 +93,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def get_preset(name: str, dataset: str | None = None, **recipe_overrides: Any) -> Preset:
-    """A preset by name, adapted to a dataset's image size/channels/classes, with overrides."""
+def get_preset(name: str, dataset: str | None = None, model_overrides: dict[str, Any] | None = None,
+               **recipe_overrides: Any) -> Preset:
+    """A preset by name, adapted to a dataset's image size/channels/classes, with overrides
+    of model fields (model_overrides={"patch_size": 4}) and recipe fields (lr=3e-3)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[name]
@@ -107,6 +109,9 @@ def get_preset(name: str, dataset: str | None = None, **recipe_overrides: Any) -
             patch = info.image_size // model.grid_size
         model = replace(model, image_size=info.image_size, in_channels=info.channels,
                         num_classes=info.num_classes, patch_size=patch)
+    model_changes = {k: v for k, v in (model_overrides or {}).items() if v is not None}
+    if model_changes:
+        model = replace(model, **model_changes)
     overrides = {k: v for k, v in recipe_overrides.items() if v is not None}
     recipe = replace(preset.recipe, **overrides) if overrides else preset.recipe
     return replace(preset, model=model, recipe=recipe)

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, help="override the preset's epochs")
     p.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
     p.add_argument("--lr", type=positive_float, help="override the preset's learning rate")
+    p.add_argument("--patch-size", type=positive_int, help="override the model's patch size")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda or mps")
     p.add_argument("--data-dir", help="dataset folder (default: $VIT_DATA_DIR, else ./data)")
@@ -104,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ckpt.exists():
             raise FileExistsError(f"{ckpt} already exists; pass --resume to continue that run "
                                   "or choose another --out folder")
-        preset = get_preset(args.preset, info.name, epochs=args.epochs,
-                            batch_size=args.batch_size, lr=args.lr)
+        preset = get_preset(args.preset, info.name, {"patch_size": args.patch_size},
+                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
         config, recipe, preset_name = preset.model, preset.recipe, preset.name
         seed, epochs, subset = args.seed, preset.recipe.epochs, args.train_subset
     out.mkdir(parents=True, exist_ok=True)

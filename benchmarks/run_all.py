@@ -1,0 +1,229 @@
+"""Every benchmark in one command; writes the README's results table and the plot.
+
+    python benchmarks/run_all.py                 # full run: about 60-90 minutes on 2 CPU cores
+    python benchmarks/run_all.py --seeds 0 --datasets mnist --presets seed   # a quick subset
+    python benchmarks/run_all.py --report-only   # rebuild the table from benchmarks/results.json
+
+Measures (each job in its own process, so its peak memory is its own):
+  1. training images/s: the seed pipeline against vit_lib's path (benchmarks/throughput.py);
+  2. training time to 97% MNIST test accuracy with the seed's model: seed pipeline against
+     vit_lib's seed-tuned preset (benchmarks/time_to_accuracy.py);
+  3. test accuracy after each preset's epochs for several seeds on MNIST and Fashion-MNIST
+     (python -m vit_lib.train), with training time;
+  4. peak memory (max RSS) of every job.
+Writes benchmarks/results.json, benchmarks/results.md, benchmarks/accuracy_vs_time.png and the
+section of README.md between the `results:start` / `results:end` markers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results.json"
+TARGETS = {"seed_tuned_mnist": 98.0, "speedup_to_97": 5.0, "best_mnist": 99.0, "best_seconds": 600}
+
+
+def run_job(cmd: list[str], log: Path) -> dict:
+    """Run a command, teeing nothing; return exit code, wall seconds and peak memory (MiB)."""
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"benchmark job failed ({code}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")
+    return {"wall_seconds": time.perf_counter() - start, "peak_mib": usage.ru_maxrss / 1024}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    py = sys.executable
+    work = Path(tempfile.mkdtemp(prefix="vit-bench-"))
+    results: dict = {"threads": None, "jobs": {}}
+    import torch
+    results["threads"] = torch.get_num_threads()
+    results["torch"] = torch.__version__
+    if not args.skip_speed:
+        print("1/3 throughput (round-robin)...", flush=True)
+        job = run_job([py, str(HERE / "throughput.py"), "--json", str(work / "tp.json")], work / "tp.log")
+        results["throughput"] = {**json.loads((work / "tp.json").read_text()), **job}
+        print("2/3 time to 97%: seed pipeline, then vit_lib seed-tuned...", flush=True)
+        for name in ("seed", "seed-tuned"):
+            out = work / f"t97-{name}.json"
+            job = run_job([py, str(HERE / "time_to_accuracy.py"), "--pipeline", name, "--target", "97",
+                           "--json", str(out)], work / f"t97-{name}.log")
+            results.setdefault("time_to_97", {})[name] = {**json.loads(out.read_text()), **job}
+    print("3/3 accuracy grid...", flush=True)
+    for dataset in args.datasets:
+        for preset in args.presets:
+            for seed in args.seeds:
+                out = work / f"{preset}-{dataset}-{seed}"
+                job = run_job([py, "-m", "vit_lib.train", "--preset", preset, "--dataset", dataset,
+                               "--seed", str(seed), "--out", str(out), "--no-progress"],
+                              work / f"{preset}-{dataset}-{seed}.log")
+                m = json.loads((out / "metrics.json").read_text())
+                key = f"{preset}/{dataset}/{seed}"
+                results["jobs"][key] = {"preset": preset, "dataset": dataset, "seed": seed,
+                                        "test_accuracy": m["test_accuracy"], "params": m["params"],
+                                        "train_seconds": m["train_seconds"], "epochs": m["epochs"],
+                                        "history": m["history"], **job}
+                print(f"  {key}: {m['test_accuracy']:.2f}% in {m['train_seconds']:.0f}s, "
+                      f"peak {job['peak_mib']:.0f} MiB", flush=True)
+    return results
+
+
+def _stats(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def report(results: dict) -> str:
+    lines = [f"Measured on a 2-core CPU, {results['threads']} threads, torch {results['torch']}, "
+             "by `make bench` (`python benchmarks/run_all.py`).", ""]
+    jobs = list(results["jobs"].values())
+    presets = list(dict.fromkeys(j["preset"] for j in jobs))
+    datasets = list(dict.fromkeys(j["dataset"] for j in jobs))
+    seeds = sorted({j["seed"] for j in jobs})
+    lines += [f"Test accuracy (%) after each preset's epochs: median (min-max) over seeds "
+              f"{', '.join(map(str, seeds))}; training time and peak memory are medians.", "",
+              "| preset | params | epochs | " + " | ".join(f"{d} accuracy" for d in datasets)
+              + " | MNIST train time | peak memory |", "|---" * (5 + len(datasets)) + "|"]
+    for preset in presets:
+        rows = [j for j in jobs if j["preset"] == preset]
+        accs = [_stats([j["test_accuracy"] for j in rows if j["dataset"] == d]) for d in datasets]
+        first = [j for j in rows if j["dataset"] == datasets[0]]
+        secs = statistics.median(j["train_seconds"] for j in first)
+        mem = statistics.median(j["peak_mib"] for j in rows)
+        lines.append(f"| `{preset}` | {rows[0]['params']:,} | {rows[0]['epochs']} | "
+                     + " | ".join(accs) + f" | {secs:.0f} s | {mem:.0f} MiB |")
+    t97 = results.get("time_to_97")
+    if t97:
+        seed_curve = t97["seed"]["curve"]
+        at10 = next((c["test_accuracy"] for c in seed_curve if c["epoch"] == 10), None)
+        lines += ["", f"The seed's own pipeline (DataLoader, ToTensor, nn.MultiheadAttention), seed 0: "
+                  f"{at10:.2f}% MNIST test accuracy after 10 epochs." if at10 is not None else ""]
+    tp = results.get("throughput")
+    if tp:
+        lines += ["", "Training throughput on MNIST, round-robin medians in one process:", "",
+                  "| pipeline | images/s | vs seed pipeline |", "|---|---|---|"]
+        for row in tp["rows"]:
+            lines.append(f"| {row['variant']} | {row['images_per_second']:,.0f} | {row['ratio']:.2f}x |")
+    if t97:
+        s, o = t97["seed"], t97["seed-tuned"]
+        lines += ["", "Training time to 97% MNIST test accuracy with the seed's 14,410-parameter model:", "",
+                  "| pipeline | epochs | training time | peak memory |", "|---|---|---|---|"]
+        for label, r in (("seed pipeline", s), ("vit_lib `seed-tuned`", o)):
+            when = f"{r['seconds_to_target']:.1f} s" if r["seconds_to_target"] else "not reached"
+            lines.append(f"| {label} | {r['epochs_to_target'] or '-'} | {when} | {r['peak_mib']:.0f} MiB |")
+    lines += ["", "Targets:", "", "| target | goal | measured | met |", "|---|---|---|---|"]
+    lines += _targets(results)
+    lines += ["", "![accuracy against training time](benchmarks/accuracy_vs_time.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def _targets(results: dict) -> list[str]:
+    rows = []
+    jobs = list(results["jobs"].values())
+
+    def accs(preset: str, dataset: str = "mnist") -> list[float]:
+        return [j["test_accuracy"] for j in jobs if j["preset"] == preset and j["dataset"] == dataset]
+
+    st = accs("seed-tuned")
+    if st:
+        med = statistics.median(st)
+        rows.append(f"| (a) `seed-tuned` MNIST, median of {len(st)} seeds | >= 98.0% | {med:.2f}% | "
+                    f"{'yes' if med >= TARGETS['seed_tuned_mnist'] else 'no'} |")
+    t97 = results.get("time_to_97")
+    if t97:
+        s, o = t97["seed"]["seconds_to_target"], t97["seed-tuned"]["seconds_to_target"]
+        if s and o:
+            rows.append(f"| (b) time to 97%, seed pipeline / ours | >= 5x | {s:.0f} s / {o:.0f} s = "
+                        f"{s / o:.1f}x | {'yes' if s / o >= TARGETS['speedup_to_97'] else 'no'} |")
+        else:
+            rows.append(f"| (b) time to 97%, seed pipeline / ours | >= 5x | seed: "
+                        f"{'not reached' if not s else f'{s:.0f} s'}, ours: "
+                        f"{'not reached' if not o else f'{o:.0f} s'} | {'yes' if o and not s else 'no'} |")
+    best = [j for j in jobs if j["preset"] == "best" and j["dataset"] == "mnist"]
+    if best:
+        med = statistics.median(j["test_accuracy"] for j in best)
+        slowest = max(j["train_seconds"] for j in best)
+        ok = med >= TARGETS["best_mnist"] and slowest <= TARGETS["best_seconds"]
+        rows.append(f"| (c) `best` MNIST within 10 min of training | >= 99.0%, <= 600 s | {med:.2f}% "
+                    f"(median), slowest run {slowest:.0f} s | {'yes' if ok else 'no'} |")
+    fashion = {j["preset"] for j in jobs if j["dataset"] == "fashion-mnist"}
+    every = {j["preset"] for j in jobs}
+    rows.append(f"| (d) Fashion-MNIST for every preset | all presets | "
+                f"{', '.join(sorted(fashion)) or 'none'} | {'yes' if fashion == every else 'no'} |")
+    return rows
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    t97 = results.get("time_to_97", {})
+    if "seed" in t97:
+        c = t97["seed"]["curve"]
+        ax.plot([p["seconds"] for p in c], [p["test_accuracy"] for p in c], "o-", color="gray",
+                label="seed pipeline")
+    for key, job in results["jobs"].items():
+        if job["dataset"] == "mnist" and job["seed"] == min(j["seed"] for j in results["jobs"].values()):
+            t, xs, ys = 0.0, [], []
+            for h in job["history"]:
+                t += h["seconds"]
+                xs.append(t)
+                ys.append(h["test_accuracy"])
+            ax.plot(xs, ys, "o-", label=f"vit_lib {job['preset']}")
+    ax.axhline(97, ls=":", color="k", lw=0.8)
+    ax.axhline(99, ls=":", color="k", lw=0.8)
+    ax.set(xscale="log", xlabel="training time (s, log scale), 2-core CPU",
+           ylabel="MNIST test accuracy (%)", ylim=(94, 100), title="accuracy against training time")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
+    p.add_argument("--presets", nargs="+", default=["seed", "seed-tuned", "best"])
+    p.add_argument("--skip-speed", action="store_true", help="skip throughput and time-to-97%%")
+    p.add_argument("--report-only", action="store_true", help="rebuild outputs from results.json")
+    args = p.parse_args()
+    if args.report_only:
+        results = json.loads(RESULTS.read_text())
+    else:
+        results = measure(args)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    table = report(results)
+    (HERE / "results.md").write_text(table)
+    plot(results, HERE / "accuracy_vs_time.png")
+    update_readme(table)
+    print("\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

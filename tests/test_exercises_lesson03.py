@@ -1,0 +1,176 @@
+"""The lesson-03 checks accept the worked solutions and explain typical mistakes."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vit_lib.attention import MultiHeadSelfAttention
+from vit_lib.block import MLP
+from vit_lib.exercises import lesson03
+
+
+def _feedback(capsys: pytest.CaptureFixture[str]) -> str:
+    out = capsys.readouterr().out.strip()
+    assert "\n" not in out, "a check prints exactly one line"
+    return out
+
+
+# ---------------------------------------------------------------- LayerNorm by hand
+
+def layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5):
+    mean = x.mean(dim=-1, keepdim=True)
+    var = x.var(dim=-1, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * gamma + beta
+
+
+def test_layer_norm_accepts_solution(capsys):
+    assert lesson03.check_layer_norm(layer_norm) is True
+    assert _feedback(capsys).startswith("✓ LayerNorm by hand")
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda x, g, b, eps=1e-5: (x - x.mean(-1, keepdim=True))
+     / torch.sqrt(x.var(-1, keepdim=True) + eps) * g + b, "unbiased variance"),
+    (lambda x, g, b, eps=1e-5: (x - x.mean(-1, keepdim=True))
+     / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps), "gamma and beta are missing"),
+    (lambda x, g, b, eps=1e-5: (x - x.mean(1, keepdim=True))
+     / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + eps) * g + b, "over the tokens"),
+    (lambda x, g, b, eps=1e-5: (x - x.mean(-1, keepdim=True))
+     / x.std(-1, unbiased=False, keepdim=True) * g + b, "NaN or inf"),
+    (lambda x, g, b, eps=1e-5: (x - x.mean(-1))
+     / torch.sqrt(x.var(-1, unbiased=False) + eps), "keepdim=True"),
+])
+def test_layer_norm_rejects_mistakes(capsys, wrong, hint):
+    assert lesson03.check_layer_norm(wrong) is False
+    out = _feedback(capsys)
+    assert out.startswith("✗ LayerNorm by hand") and hint in out
+
+
+# ---------------------------------------------------------------- post-norm block
+
+class PostNormBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadSelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.attn(x))
+        return self.norm2(x + self.mlp(x))
+
+
+class PreNormBlock(PostNormBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class NoResidualBlock(PostNormBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm2(self.mlp(self.norm1(self.attn(x))))
+
+
+class BadNames(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(x)
+
+
+def test_post_norm_accepts_solution(capsys):
+    assert lesson03.check_post_norm_block(PostNormBlock) is True
+    assert _feedback(capsys).startswith("✓ post-norm block")
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (PreNormBlock, "that is the pre-norm block"),
+    (NoResidualBlock, "residual connections are missing"),
+    (BadNames, "no attribute"),
+])
+def test_post_norm_rejects_mistakes(capsys, wrong, hint):
+    assert lesson03.check_post_norm_block(wrong) is False
+    out = _feedback(capsys)
+    assert out.startswith("✗ post-norm block") and hint in out
+
+
+# ---------------------------------------------------------------- parameters of a block
+
+def block_parameters(dim: int, mlp_dim: int) -> int:
+    norms = 2 * (2 * dim)
+    attention = (dim * 3 * dim + 3 * dim) + (dim * dim + dim)
+    mlp = (dim * mlp_dim + mlp_dim) + (mlp_dim * dim + dim)
+    return norms + attention + mlp
+
+
+def test_block_parameters_accepts_solution(capsys):
+    assert block_parameters(16, 64) == 3280
+    assert lesson03.check_block_parameters(block_parameters) is True
+    out = _feedback(capsys)
+    assert out.startswith("✓ parameters of one block") and "3,280" in out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda d, m: block_parameters(d, m) - 4 * d, "two LayerNorms are missing"),
+    (lambda d, m: block_parameters(d, m) - (d * d + d), "output projection"),
+    (lambda d, m: block_parameters(d, m) - (2 * d * d + 2 * d), "fused qkv"),
+    (lambda d, m: block_parameters(d, m) - (5 * d + m), "biases are missing"),
+    (lambda d, m: 3280, "for dim=32"),
+    (lambda d, m: float(block_parameters(d, m)), "whole number"),
+])
+def test_block_parameters_rejects_mistakes(capsys, wrong, hint):
+    assert lesson03.check_block_parameters(wrong) is False
+    out = _feedback(capsys)
+    assert out.startswith("✗ parameters of one block") and hint in out
+
+
+# ---------------------------------------------------------------- drop path
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    if not training or p == 0.0:
+        return x
+    keep = 1.0 - p
+    mask = (torch.rand(x.shape[0], *([1] * (x.ndim - 1))) < keep).to(x.dtype)
+    return x * mask / keep
+
+
+def test_drop_path_accepts_solution(capsys):
+    assert lesson03.check_drop_path(drop_path) is True
+    assert _feedback(capsys).startswith("✓ drop path")
+
+
+def _elementwise(x, p, training):
+    return nn.functional.dropout(x, p, training)
+
+
+def _no_rescale(x, p, training):
+    if not training:
+        return x
+    return x * (torch.rand(x.shape[0], 1, 1) >= p).to(x.dtype)
+
+
+def _always(x, p, training):
+    keep = 1.0 - p
+    return x * (torch.rand(x.shape[0], 1, 1) < keep).to(x.dtype) / keep
+
+
+def _p_as_keep(x, p, training):
+    if not training or p == 0.0:
+        return x
+    return x * (torch.rand(x.shape[0], 1, 1) < p).to(x.dtype) / (1 - p)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_elementwise, "ordinary dropout"),
+    (_no_rescale, "not rescaled"),
+    (_always, "in evaluation"),
+    (_p_as_keep, "keep probability"),
+])
+def test_drop_path_rejects_mistakes(capsys, wrong, hint):
+    assert lesson03.check_drop_path(wrong) is False
+    out = _feedback(capsys)
+    assert out.startswith("✗ drop path") and hint in out

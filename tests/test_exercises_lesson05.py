@@ -1,0 +1,177 @@
+"""The checks of notebook 05 accept the worked solutions and explain typical mistakes."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from vit_lib.exercises import lesson05 as ex
+
+
+# --- worked solutions (the same as in the notebook) ------------------------------------------
+
+def warmup_cosine(step: int, total_steps: int, warmup: float) -> float:
+    warmup_steps = int(warmup * total_steps)
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * (logits.argmax(dim=1) == labels).float().mean().item()
+
+
+def training_step(model, optimizer, images, labels) -> float:
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def confusion(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    matrix = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    for t, p in zip(labels.tolist(), predictions.tolist()):
+        matrix[t, p] += 1
+    return matrix
+
+
+def last_line(capsys) -> str:
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+# --- warmup + cosine --------------------------------------------------------------------------
+
+def test_warmup_cosine_accepts_solution(capsys):
+    assert ex.check_warmup_cosine(warmup_cosine)
+    assert last_line(capsys).startswith("✓")
+
+
+def test_warmup_cosine_zero_at_first_step(capsys):
+    def wrong(step, total, warmup):
+        w = int(warmup * total)
+        return step / w if step < w else warmup_cosine(step, total, warmup)
+    assert not ex.check_warmup_cosine(wrong)
+    assert "first step would not learn" in last_line(capsys)
+
+
+def test_warmup_cosine_negative(capsys):
+    def wrong(step, total, warmup):
+        w = int(warmup * total)
+        if step < w:
+            return (step + 1) / w
+        return math.cos(math.pi * (step - w) / (total - w))
+    assert not ex.check_warmup_cosine(wrong)
+    assert "0.5 * (1 + cos" in last_line(capsys)
+
+
+def test_warmup_cosine_progress_from_zero(capsys):
+    def wrong(step, total, warmup):
+        w = int(warmup * total)
+        if step < w:
+            return (step + 1) / w
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+    assert not ex.check_warmup_cosine(wrong)
+    assert "end of warmup" in last_line(capsys)
+
+
+def test_warmup_cosine_crash_is_reported(capsys):
+    def crashes(step, total, warmup):
+        _ = step / int(warmup * total)          # ZeroDivisionError when warmup is 0
+        return warmup_cosine(step, total, warmup)
+    assert not ex.check_warmup_cosine(crashes)
+    assert "ZeroDivisionError" in last_line(capsys)
+
+
+# --- accuracy ---------------------------------------------------------------------------------
+
+def test_accuracy_accepts_solution_and_tensor(capsys):
+    assert ex.check_accuracy(accuracy)
+    assert ex.check_accuracy(lambda lo, la: 100 * (lo.argmax(1) == la).float().mean())
+    assert last_line(capsys).startswith("✓")
+
+
+def test_accuracy_fraction(capsys):
+    assert not ex.check_accuracy(lambda lo, la: (lo.argmax(1) == la).float().mean().item())
+    assert "multiply by 100" in last_line(capsys)
+
+
+def test_accuracy_wrong_dim(capsys):
+    assert not ex.check_accuracy(lambda lo, la: 100.0 * (lo.argmax(0) == la).float().mean().item())
+    assert "dim 1 (the classes)" in last_line(capsys)
+
+
+def test_accuracy_integer_division(capsys):
+    assert not ex.check_accuracy(lambda lo, la: 100 * ((lo.argmax(1) == la).sum() // len(la)))
+    assert "integer division" in last_line(capsys)
+
+
+# --- one training step ------------------------------------------------------------------------
+
+def test_training_step_accepts_solution(capsys):
+    state = torch.get_rng_state()
+    assert ex.check_training_step(training_step)
+    assert last_line(capsys).startswith("✓")
+    assert torch.equal(state, torch.get_rng_state()), "the check must not move the global RNG"
+
+
+def test_training_step_without_zero_grad(capsys):
+    def wrong(model, optimizer, images, labels):
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    assert not ex.check_training_step(wrong)
+    assert "optimizer.zero_grad()" in last_line(capsys)
+
+
+def test_training_step_without_step(capsys):
+    def wrong(model, optimizer, images, labels):
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        return loss.item()
+    assert not ex.check_training_step(wrong)
+    assert "did not change" in last_line(capsys)
+
+
+def test_training_step_softmax_first(capsys):
+    def wrong(model, optimizer, images, labels):
+        loss = F.cross_entropy(model(images).softmax(1), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    assert not ex.check_training_step(wrong)
+    assert "raw logits" in last_line(capsys)
+
+
+def test_training_step_returns_loss_after_step(capsys):
+    def wrong(model, optimizer, images, labels):
+        training_step(model, optimizer, images, labels)
+        return F.cross_entropy(model(images), labels).item()
+    assert not ex.check_training_step(wrong)
+    assert "return loss.item()" in last_line(capsys)
+
+
+# --- confusion matrix -------------------------------------------------------------------------
+
+def test_confusion_accepts_solution(capsys):
+    assert ex.check_confusion_matrix(confusion)
+    assert last_line(capsys).startswith("✓")
+
+
+def test_confusion_transposed(capsys):
+    assert not ex.check_confusion_matrix(lambda p, t, n: confusion(p, t, n).T)
+    assert "transposed" in last_line(capsys)
+
+
+def test_confusion_too_small(capsys):
+    def wrong(p, t, n):
+        k = int(max(p.max(), t.max())) + 1
+        return confusion(p, t, k)
+    assert not ex.check_confusion_matrix(wrong)
+    assert "never occur" in last_line(capsys)

@@ -1,0 +1,244 @@
+"""Checks for the exercises of notebook 05 (training): schedule, accuracy, one step, confusion.
+
+Every check takes the learner's function, runs it on inputs of its own, prints one line of
+feedback ('✓ ...' or '✗ ...' with a hint) and returns True or False; none raises on a wrong answer.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vit_lib.config import ViTConfig
+from vit_lib.engine import lr_factor
+from vit_lib.exercises.common import Mismatch, expect_close, expect_shape, expect_tensor, run_check
+from vit_lib.model import VisionTransformer
+from vit_lib.plots import confusion_matrix
+from vit_lib.presets import Recipe
+
+__all__ = ["check_warmup_cosine", "check_accuracy", "check_training_step",
+           "check_confusion_matrix"]
+
+
+def _as_float(value: object, what: str) -> float:
+    """A Python number or a one-element tensor as a float; anything else is a Mismatch."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise Mismatch(f"{what} should be one number, got a tensor of shape {list(value.shape)}")
+        return float(value.detach().item())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Mismatch(f"{what} should be a number, got {type(value).__name__}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 1: linear warmup, then cosine decay to 0
+# ---------------------------------------------------------------------------------------------
+
+def check_warmup_cosine(fn: Callable[[int, int, float], float]) -> bool:
+    """fn(step, total_steps, warmup) -> lr multiplier; compared with vit_lib.engine.lr_factor.
+
+    warmup is a fraction of all steps (e.g. 0.05); the checks cover warmup 0 as well.
+    """
+    cases = [(100, 0.05), (2350, 0.05), (40, 0.25), (30, 0.0)]
+
+    def body() -> str:
+        for total, warmup in cases:
+            recipe = Recipe(schedule="cosine", warmup=warmup)
+            warmup_steps = int(warmup * total)
+            for step in range(total):
+                expected = lr_factor(step, total, recipe)
+                got = _as_float(fn(step, total, warmup), f"your factor at step {step}")
+                if math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
+                    continue
+                where = (f"at step {step} of {total} with warmup {warmup} "
+                         f"(= {warmup_steps} warmup steps) you return {got:.6g}, expected "
+                         f"{expected:.6g}")
+                if got < 0:
+                    hint = ("a negative factor means a negative learning rate: cos() runs from 1 "
+                            "to -1, rescale it with 0.5 * (1 + cos(pi * progress))")
+                elif step == 0 and warmup_steps > 0 and got == 0:
+                    hint = ("the very first step would not learn at all: ramp with "
+                            "(step + 1) / warmup_steps so the factor reaches 1 on the last "
+                            "warmup step")
+                elif step < warmup_steps and math.isclose(got, step / warmup_steps, abs_tol=1e-9):
+                    hint = "ramp with (step + 1) / warmup_steps, not step / warmup_steps"
+                elif step < warmup_steps:
+                    hint = ("during warmup the factor grows linearly, (step + 1) / warmup_steps, "
+                            "with warmup_steps = int(warmup * total_steps)")
+                elif step == warmup_steps:
+                    hint = ("right after warmup the factor should be exactly 1: measure the "
+                            "cosine's progress from the end of warmup, "
+                            "(step - warmup_steps) / (total_steps - warmup_steps)")
+                elif math.isclose(got, 0.5 * (1 + math.cos(math.pi * step / total)), abs_tol=1e-9):
+                    hint = ("your cosine starts at step 0: start it at the end of warmup, "
+                            "progress = (step - warmup_steps) / (total_steps - warmup_steps)")
+                else:
+                    hint = "after warmup: 0.5 * (1 + cos(pi * progress)) with progress in [0, 1)"
+                raise Mismatch(f"{where}: {hint}")
+        return "matches vit_lib.engine.lr_factor on every step of 4 schedules"
+
+    return run_check("warmup + cosine schedule", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 2: accuracy from logits
+# ---------------------------------------------------------------------------------------------
+
+def check_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> bool:
+    """fn(logits [B, C], labels [B]) -> accuracy in percent (0-100)."""
+    g = torch.Generator().manual_seed(5)
+
+    def body() -> str:
+        for batch, classes in ((8, 10), (10, 10), (37, 3)):
+            logits = torch.randn(batch, classes, generator=g)
+            labels = logits.argmax(1).clone()
+            labels[: batch // 2] = torch.randint(0, classes, (batch // 2,), generator=g)
+            expected = 100.0 * (logits.argmax(1) == labels).float().mean().item()
+            try:
+                raw = fn(logits.clone(), labels.clone())
+            except RuntimeError as exc:
+                if "size of tensor" in str(exc) or "must match" in str(exc):
+                    raise Mismatch(f"your code raised RuntimeError for logits {[batch, classes]}: "
+                                   "did you take argmax over dim 0 (the batch) instead of "
+                                   "dim 1 (the classes)?") from None
+                raise
+            got = _as_float(raw, "your accuracy")
+            if math.isclose(got, expected, abs_tol=1e-4):
+                continue
+            wrong_dim = None
+            if batch == classes:
+                wrong_dim = 100.0 * (logits.argmax(0) == labels).float().mean().item()
+            if math.isclose(got * 100, expected, abs_tol=1e-4):
+                hint = "you returned a fraction; multiply by 100 for percent"
+            elif wrong_dim is not None and math.isclose(got, wrong_dim, abs_tol=1e-4):
+                hint = "take argmax over dim 1 (the classes), not dim 0 (the batch)"
+            elif got == 0.0:
+                hint = ("integer division rounds the fraction down to 0: divide as floats, "
+                        "e.g. (predictions == labels).float().mean()")
+            else:
+                hint = "predicted class = logits.argmax(dim=1); accuracy = 100 * mean(pred == label)"
+            raise Mismatch(f"for logits {[batch, classes]} you return {got:.4g}, expected "
+                           f"{expected:.4g}: {hint}")
+        return "correct on 3 batches"
+
+    return run_check("accuracy from logits", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3: one training step
+# ---------------------------------------------------------------------------------------------
+
+def _tiny_model() -> VisionTransformer:
+    """A 1-block ViT for 8x8 images, always with the same weights; leaves the global RNG alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return VisionTransformer(ViTConfig(image_size=8, patch_size=4, dim=8, depth=1, heads=2,
+                                           mlp_dim=16))
+
+
+def _reference_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                    y: torch.Tensor, zero_grad: bool = True, softmax: bool = False) -> float:
+    logits = model(x)
+    if softmax:
+        logits = logits.softmax(dim=1)
+    loss = F.cross_entropy(logits, y)
+    if zero_grad:
+        optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor,
+                                      torch.Tensor], float]) -> bool:
+    """fn(model, optimizer, images [B, C, H, W], labels [B]) -> the batch's loss (a float).
+
+    One step: forward, cross-entropy on the logits, clear old gradients, backward, optimiser
+    step. Checked on a small ViT with plain SGD, starting from gradients left by a previous step.
+    """
+    def setup():
+        model = _tiny_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        g = torch.Generator().manual_seed(1)
+        x_old = torch.randn(6, 1, 8, 8, generator=g)
+        y_old = torch.randint(0, 10, (6,), generator=g)
+        F.cross_entropy(model(x_old), y_old).backward()   # stale gradients from "the last batch"
+        x = torch.randn(6, 1, 8, 8, generator=g)
+        y = torch.randint(0, 10, (6,), generator=g)
+        return model, optimizer, x, y
+
+    def params(model: nn.Module) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in model.parameters()]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a, b))
+
+    def body() -> str:
+        model, optimizer, x, y = setup()
+        before = params(model)
+        loss = _as_float(fn(model, optimizer, x, y), "the value your step returns (the loss)")
+        after = params(model)
+        if same(before, after):
+            raise Mismatch("the parameters did not change: call loss.backward() and then "
+                           "optimizer.step()")
+        variants = {}
+        for name, kwargs in (("right", {}), ("stale", {"zero_grad": False}),
+                             ("softmax", {"softmax": True})):
+            m, opt, xr, yr = setup()
+            variants[name] = (_reference_step(m, opt, xr, yr, **kwargs), params(m))
+        ref_loss, ref_params = variants["right"]
+        if not same(after, ref_params):
+            if same(after, variants["stale"][1]):
+                raise Mismatch("the gradients of the previous batch were added to this one: "
+                               "call optimizer.zero_grad() before loss.backward()")
+            if same(after, variants["softmax"][1]):
+                raise Mismatch("F.cross_entropy takes raw logits (it applies log-softmax "
+                               "itself): do not apply softmax first")
+            raise Mismatch("the parameters after your step differ from forward -> "
+                           "cross_entropy -> zero_grad -> backward -> step")
+        if not math.isclose(loss, ref_loss, rel_tol=1e-5):
+            raise Mismatch(f"the parameters are right but you return {loss:.5g}, expected the "
+                           f"batch's loss {ref_loss:.5g} (computed before the step): "
+                           "return loss.item()")
+        return "the parameters and the returned loss are right"
+
+    return run_check("one training step", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 4: confusion matrix by hand
+# ---------------------------------------------------------------------------------------------
+
+def check_confusion_matrix(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> bool:
+    """fn(predictions [N], labels [N], num_classes) -> counts [num_classes, num_classes],
+    row = true class, column = predicted class."""
+    g = torch.Generator().manual_seed(3)
+    classes = 5
+    labels = torch.randint(0, classes - 1, (60,), generator=g)           # class 4 never appears
+    predictions = torch.where(torch.rand(60, generator=g) < 0.7, labels,
+                              torch.randint(0, classes - 1, (60,), generator=g))
+    expected = confusion_matrix(predictions, labels, classes)
+
+    def body() -> str:
+        got = expect_tensor(fn(predictions.clone(), labels.clone(), classes), "your matrix")
+        expect_shape(got, [classes, classes], "your matrix",
+                     hint="it needs one row and one column per class (num_classes), even for "
+                          "classes that never occur")
+        if got.is_floating_point() and not torch.equal(got, got.round()):
+            raise Mismatch("your matrix holds fractions: it should count examples")
+        if got.sum().item() != len(labels):
+            raise Mismatch(f"your counts add up to {int(got.sum().item())}, expected "
+                           f"{len(labels)} (one count per example)")
+        if torch.equal(got.long(), expected.T) and not torch.equal(got.long(), expected):
+            raise Mismatch("your matrix is transposed: rows are the true classes, columns the "
+                           "predicted ones")
+        expect_close(got.long(), expected, "your matrix", atol=0,
+                     hint="add 1 at [label, prediction] for every example")
+        return f"{int(expected.trace())} of {len(labels)} on the diagonal, as expected"
+
+    return run_check("confusion matrix", body)
