@@ -12,12 +12,28 @@ class ConfigError(ValueError):
     """A configuration value is impossible; the message says how to fix it."""
 
 
+class DictConvertible:
+    """to_dict / from_dict for the frozen config dataclasses (checkpoints store plain dicts)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; "
+                              f"known fields: {sorted(known)}")
+        return cls(**values)
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(2, n) if n % d == 0]
 
 
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(DictConvertible):
     """Architecture of a Vision Transformer.
 
     The defaults are the seed tutorial's model: 28x28x1 images, 7x7 patches (16 tokens + CLS),
@@ -95,13 +111,3 @@ class ViTConfig:
         """Width of one attention head: dim // heads."""
         return self.dim // self.heads
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ViTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown ViTConfig field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**values)

@@ -5,10 +5,10 @@ it better; `best` is the most accurate model that trains in minutes on a 2-core 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from vit_lib.config import ConfigError, ViTConfig
+from vit_lib.config import ConfigError, DictConvertible, ViTConfig
 from vit_lib.data import Augment
 
 OPTIMIZERS = ("adam", "adamw")
@@ -16,7 +16,7 @@ SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(DictConvertible):
     """How to train: optimiser, schedule, batch size, epochs, input handling, regularisation."""
 
     optimizer: str = "adam"
@@ -55,16 +55,6 @@ class Recipe:
     def augment(self) -> Augment:
         return Augment(self.shift, self.rotate, self.scale)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Recipe":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown Recipe field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -81,10 +71,10 @@ PRESETS: dict[str, Preset] = {
         ViTConfig(), Recipe()),
     "seed-tuned": Preset(
         "seed-tuned", "the seed's model unchanged, trained better: AdamW, warmup + cosine, "
-        "normalised inputs",
+        "normalised inputs, gradient clipping, 1-pixel random shifts",
         ViTConfig(),
-        Recipe(optimizer="adamw", lr=5e-3, weight_decay=0.05, batch_size=256, schedule="cosine",
-               warmup=0.05, normalize=True)),
+        Recipe(optimizer="adamw", lr=5e-3, weight_decay=0.05, batch_size=128, schedule="cosine",
+               warmup=0.05, normalize=True, grad_clip=1.0, shift=1.0)),
     "best": Preset(
         "best", "a wider, deeper ViT with 4x4 patches, augmentation and stochastic depth",
         ViTConfig(patch_size=4, dim=64, depth=6, heads=4, mlp_dim=128, drop_path=0.1),
