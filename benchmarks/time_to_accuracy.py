@@ -3,10 +3,13 @@
     python benchmarks/time_to_accuracy.py --pipeline seed --target 97 --max-epochs 20
     python benchmarks/time_to_accuracy.py --pipeline seed-tuned --target 97
 
-`seed` is the seed tutorial's own pipeline (benchmarks/seed_reference.py); any other name is a
-vit_lib preset trained by vit_lib's engine. The test set is evaluated after every epoch; the
-time counted is training time only (evaluation excluded), summed until the first epoch whose
-test accuracy reaches the target. The per-epoch curve is written too (for the plot).
+`seed` is the seed tutorial's own pipeline (benchmarks/seed_reference.py): one run at its
+constant learning rate, evaluated after every epoch; its time is the training time (evaluation
+excluded) summed until the first epoch whose test accuracy reaches the target.
+Any other name is a vit_lib preset trained by vit_lib's engine. Its schedule decays the
+learning rate to zero at the end, so the fair question is the shortest schedule that gets there:
+fresh runs with the recipe shortened to 2, 3, ... epochs until one ends at the target; its
+time is that run's whole training time.
 """
 from __future__ import annotations
 
@@ -40,18 +43,26 @@ def run_seed(target: float, max_epochs: int, seed: int) -> list[dict]:
     return curve
 
 
-def run_vit_lib(preset_name: str, target: float, seed: int) -> list[dict]:
-    seed_everything(seed)
+def run_vit_lib(preset_name: str, target: float, seed: int, min_epochs: int) -> list[dict]:
+    """The shortest schedule of a preset that reaches the target: train with its recipe
+    shortened to E = min_epochs, min_epochs + 1, ... epochs (warmup and cosine compressed to
+    fit), each a fresh run, until one ends at or above the target. Each entry is one run."""
     preset = get_preset(preset_name)
     r = preset.recipe
-    train, test = get_loaders("mnist", r.batch_size, normalize=r.normalize, augment=r.augment, seed=seed)
-    model = VisionTransformer(preset.model)
-    history = fit(model, train, test, r, progress=False)
-    curve, elapsed = [], 0.0
-    for h in history:
-        elapsed += h["seconds"]
-        curve.append({"epoch": h["epoch"], "seconds": elapsed, "test_accuracy": h["test_accuracy"]})
-    return curve
+    runs = []
+    for epochs in range(min_epochs, r.epochs + 1):
+        seed_everything(seed)
+        train, test = get_loaders("mnist", r.batch_size, normalize=r.normalize, augment=r.augment,
+                                  seed=seed)
+        model = VisionTransformer(preset.model)
+        history = fit(model, train, test, r, epochs=epochs, progress=False, log=None)
+        seconds = sum(h["seconds"] for h in history)
+        runs.append({"epoch": epochs, "seconds": seconds, "test_accuracy": history[-1]["test_accuracy"]})
+        print(f"{preset_name} shortened to {epochs} epochs: test {runs[-1]['test_accuracy']:.2f}% "
+              f"{seconds:.1f}s", flush=True)
+        if runs[-1]["test_accuracy"] >= target:
+            break
+    return runs
 
 
 def main() -> int:
@@ -59,11 +70,12 @@ def main() -> int:
     p.add_argument("--pipeline", default="seed", help="seed, or a vit_lib preset name")
     p.add_argument("--target", type=float, default=97.0)
     p.add_argument("--max-epochs", type=int, default=20, help="seed pipeline only")
+    p.add_argument("--min-epochs", type=int, default=2, help="vit_lib presets: shortest schedule tried")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     curve = (run_seed(args.target, args.max_epochs, args.seed) if args.pipeline == "seed"
-             else run_vit_lib(args.pipeline, args.target, args.seed))
+             else run_vit_lib(args.pipeline, args.target, args.seed, args.min_epochs))
     reached = next((c for c in curve if c["test_accuracy"] >= args.target), None)
     result = {"pipeline": args.pipeline, "target": args.target, "curve": curve,
               "seconds_to_target": reached["seconds"] if reached else None,
