@@ -33,7 +33,7 @@ mirror: $(BIN)/.installed    ## are notebooks and vit_lib the same code?
 diagram: $(BIN)/.installed   ## redraw vit_architecture/vit.png and vit.svg from the seed config
 	$(BIN)/python vit_architecture/draw.py
 
-bench: $(BIN)/.installed     ## speed and accuracy benchmarks; writes benchmarks/results.md (about 90 min)
+bench: $(BIN)/.installed     ## speed and accuracy benchmarks; rewrites the README results (about 46 min)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

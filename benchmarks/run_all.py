@@ -1,6 +1,6 @@
 """Every benchmark in one command; writes the README's results table and the plot.
 
-    python benchmarks/run_all.py                 # full run: about 60-90 minutes on 2 CPU cores
+    python benchmarks/run_all.py                 # full run: about 46 minutes on 2 CPU cores
     python benchmarks/run_all.py --seeds 0 --datasets mnist --presets seed   # a quick subset
     python benchmarks/run_all.py --report-only   # rebuild the table from benchmarks/results.json
 
