@@ -147,7 +147,7 @@ def _targets(results: dict) -> list[str]:
     if t97:
         s, o = t97["seed"]["seconds_to_target"], t97["seed-tuned"]["seconds_to_target"]
         if s and o:
-            rows.append(f"| (b) time to 97%, seed pipeline / ours | >= 5x | {s:.0f} s / {o:.0f} s = "
+            rows.append(f"| (b) time to 97%, seed pipeline / ours | >= 5x | {s:.1f} s / {o:.1f} s = "
                         f"{s / o:.1f}x | {'yes' if s / o >= TARGETS['speedup_to_97'] else 'no'} |")
         else:
             rows.append(f"| (b) time to 97%, seed pipeline / ours | >= 5x | seed: "
@@ -219,7 +219,7 @@ def main() -> int:
         results = measure(args)
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     table = report(results)
-    (HERE / "results.md").write_text(table)
+    (HERE / "results.md").write_text(table.replace("](benchmarks/", "]("))
     plot(results, HERE / "accuracy_vs_time.png")
     update_readme(table)
     print("\n" + table)

@@ -41,7 +41,7 @@ def _results(best_seconds: float) -> dict:
 def test_report_states_targets_from_the_numbers():
     table = run_all.report(_results(best_seconds=300))
     assert "| (a) `seed-tuned` MNIST, median of 3 seeds | >= 98.0% | 98.10% | yes |" in table
-    assert "100 s / 16 s = 6.2x | yes |" in table
+    assert "100.0 s / 16.0 s = 6.2x | yes |" in table
     assert "| (c) `best` MNIST within 10 min of training | >= 99.0%, <= 600 s | 99.10% (median), slowest run 300 s | yes |" in table
     assert "| `seed-tuned` | 14,410 | 10 | 98.10 (97.90-98.30) | 98.10 (97.90-98.30) |" in table
     late = run_all.report(_results(best_seconds=700))
