@@ -163,32 +163,24 @@ def draw(config: ViTConfig | None = None) -> plt.Figure:
     lay.y -= 4.5
     ax.text(X_MAIN - BOX_W / 2 - 3.5, block_top - 2.5, "encoder block (pre-norm)", ha="left",
             va="center", fontsize=10.5, weight="bold")
-    split1 = lay.y
-    lay.arrow("", length=3.0)
-    lay.box("LayerNorm", "norm", height=4.0, width=BOX_W - 12, params=n_norm)
+    def residual_sublayer(label: str, kind: str, params: int) -> None:
+        """LayerNorm -> sub-layer -> (+), with the skip connection drawn around both."""
+        split = lay.y
+        lay.arrow("", length=3.0)
+        lay.box("LayerNorm", "norm", height=4.0, width=BOX_W - 12, params=n_norm)
+        lay.arrow(tokens, length=4.5)
+        lay.box(label, kind, height=7.0, width=BOX_W - 4, params=params)
+        lay.arrow(tokens, length=5.0)
+        lay.y -= 1.6
+        _plus(ax, X_MAIN, lay.y)
+        _skip(ax, split, lay.y, X_MAIN - BOX_W / 2 - 0.5)
+        lay.y -= 1.6
+
+    residual_sublayer(f"multi-head self-attention (MHSA)\n{c.heads} heads × {c.head_dim} dims, "
+                      f"qkv {d}→{3 * d}, out {d}→{d}", "attn", n_attn)
     lay.arrow(tokens, length=4.5)
-    lay.box(f"multi-head self-attention (MHSA)\n{c.heads} heads × {c.head_dim} dims, "
-            f"qkv {d}→{3 * d}, out {d}→{d}", "attn", height=7.0, width=BOX_W - 4, params=n_attn)
-    lay.arrow(tokens, length=5.0)
-    lay.y -= 1.6
-    plus1 = lay.y
-    _plus(ax, X_MAIN, plus1)
-    _skip(ax, split1, plus1, X_MAIN - BOX_W / 2 - 0.5)
-    lay.y -= 1.6
-    lay.arrow(tokens, length=4.5)
-    split2 = lay.y
-    lay.arrow("", length=3.0)
-    lay.box("LayerNorm", "norm", height=4.0, width=BOX_W - 12, params=n_norm)
-    lay.arrow(tokens, length=4.5)
-    lay.box(f"MLP: Linear {d}→{c.mlp_dim}, GELU, Linear {c.mlp_dim}→{d}\n"
-            f"(hidden tokens [{b}, {t}, {c.mlp_dim}])", "mlp", height=7.0, width=BOX_W - 4,
-            params=n_mlp)
-    lay.arrow(tokens, length=5.0)
-    lay.y -= 1.6
-    plus2 = lay.y
-    _plus(ax, X_MAIN, plus2)
-    _skip(ax, split2, plus2, X_MAIN - BOX_W / 2 - 0.5)
-    lay.y -= 1.6
+    residual_sublayer(f"MLP: Linear {d}→{c.mlp_dim}, GELU, Linear {c.mlp_dim}→{d}\n"
+                      f"(hidden tokens [{b}, {t}, {c.mlp_dim}])", "mlp", n_mlp)
     block_bottom = lay.y - 2.5
     ax.plot([X_MAIN, X_MAIN], [lay.y, block_bottom], color="#333333", linewidth=1.2)
     left = X_MAIN - BOX_W / 2 - 4.5
