@@ -4,7 +4,8 @@ import torch
 
 from vit_lib.config import ViTConfig
 from vit_lib.data import TensorLoader, get_loaders
-from vit_lib.engine import (CheckpointError, DeviceError, TrainingDivergedError, evaluate, fit,
+from vit_lib.engine import (CheckpointError, DeviceError, TrainingDivergedError, build_optimizer,
+                            evaluate, fit,
                             load_checkpoint, lr_factor, model_from_checkpoint, resolve_device,
                             save_checkpoint, seed_everything)
 from vit_lib.model import VisionTransformer
@@ -132,6 +133,19 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="PyTorch sees no CUDA GPU here; use --device auto or cpu"):
             resolve_device("cuda")
+
+
+def test_adamw_decays_only_weight_matrices_and_adam_is_one_group():
+    model = VisionTransformer(ViTConfig())
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, plain = build_optimizer(model, Recipe(optimizer="adamw", weight_decay=0.05)).param_groups
+    assert decayed["weight_decay"] == 0.05 and plain["weight_decay"] == 0.0
+    decayed_names = {names[id(p)] for p in decayed["params"]}
+    assert "blocks.0.attn.qkv.weight" in decayed_names and "head.weight" in decayed_names
+    assert not any(k in n for n in decayed_names for k in ("bias", "norm", "pos_embed", "cls_token"))
+    assert len(decayed["params"]) + len(plain["params"]) == len(names)
+    (group,) = build_optimizer(model, Recipe()).param_groups      # the seed's plain Adam
+    assert len(group["params"]) == len(names) and group["weight_decay"] == 0.0
 
 
 def test_lr_schedule_warmup_then_cosine():

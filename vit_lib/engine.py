@@ -63,17 +63,20 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """Adam or AdamW; weight decay only on weight matrices (not biases, norms, tokens, positions)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 and "pos_embed" not in name and "cls_token" not in name
-             else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
-    if recipe.optimizer == "adam":   # the seed's Adam decays nothing
-        groups = [{"params": decay + no_decay, "weight_decay": recipe.weight_decay}]
+    """Adam (as the seed: one group, its weight decay, if any, on every parameter) or AdamW
+    (decay only on weight matrices, not on biases, norms, the CLS token or positions)."""
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if recipe.optimizer == "adam":
+        cls = torch.optim.Adam
+        groups = [{"params": [p for _, p in params], "weight_decay": recipe.weight_decay}]
+    else:
+        cls = torch.optim.AdamW
+        decayed = {name for name, p in params
+                   if p.ndim >= 2 and "pos_embed" not in name and "cls_token" not in name}
+        groups = [{"params": [p for name, p in params if name in decayed],
+                   "weight_decay": recipe.weight_decay},
+                  {"params": [p for name, p in params if name not in decayed],
+                   "weight_decay": 0.0}]
     try:   # fused kernels: one update for all parameters (CPU since torch 2.4, CUDA, MPS)
         return cls(groups, lr=recipe.lr, fused=True)
     except (RuntimeError, TypeError):

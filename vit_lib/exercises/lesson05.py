@@ -5,7 +5,6 @@ feedback ('✓ ...' or '✗ ...' with a hint) and returns True or False; none ra
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Callable
 
