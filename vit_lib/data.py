@@ -205,6 +205,11 @@ class TensorLoader:
     def dataset_size(self) -> int:
         return len(self.images)
 
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, C, H, W] -> normalised float [B, C, H, W] (no augmentation)."""
+        x = images.float().div_(255)
+        return (x - self.mean) / self.std if self.mean is not None else x
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         n = len(self.images)
