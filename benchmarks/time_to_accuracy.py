@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_reference import seed_evaluate, seed_loaders, seed_setup, seed_train_epoch  # noqa: E402
 
 from vit_lib.data import get_loaders
-from vit_lib.engine import fit, seed_everything
+from vit_lib.engine import fit
+from vit_lib.runtime import seed_everything
 from vit_lib.model import VisionTransformer
 from vit_lib.presets import get_preset
 

@@ -4,10 +4,10 @@ import torch
 
 from vit_lib.config import ViTConfig
 from vit_lib.data import TensorLoader, get_loaders
-from vit_lib.engine import (CheckpointError, DeviceError, TrainingDivergedError, build_optimizer,
-                            evaluate, fit,
-                            load_checkpoint, lr_factor, model_from_checkpoint, resolve_device,
-                            save_checkpoint, seed_everything)
+from vit_lib.checkpoint import (CheckpointError, load_checkpoint, model_from_checkpoint,
+                                save_checkpoint)
+from vit_lib.engine import TrainingDivergedError, build_optimizer, evaluate, fit, lr_factor
+from vit_lib.runtime import DeviceError, resolve_device, seed_everything
 from vit_lib.model import VisionTransformer
 from vit_lib.presets import Recipe, get_preset
 
@@ -121,7 +121,7 @@ def test_nan_loss_stops_with_a_clear_message():
     with torch.no_grad():
         model.head.bias.fill_(float("nan"))
     train, test = _loaders()
-    with pytest.raises(TrainingDivergedError, match=r"the loss became nan at epoch 1, step 1 .*lower the learning rate"):
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1: the loss became nan at step 1 .*lower the learning rate"):
         fit(model, train, test, RECIPE, progress=False, log=None)
 
 

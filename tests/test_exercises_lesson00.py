@@ -89,7 +89,11 @@ def test_class_means_hints(capsys):
         assert out.startswith("✗") and hint in out, out
 
 
-def test_crashing_answer_is_reported_not_raised(capsys):
+def test_missing_answer_is_not_attempted_and_wrong_type_is_reported(capsys):
     images, labels = _data()
-    assert not check_class_means(None, images, labels)
+    result = check_class_means(None, images, labels)
+    assert not result and result.status == "not attempted"
+    assert _out(capsys).startswith("✗ mean image per class: not attempted yet")
+    result = check_class_means([0.0], images, labels)
+    assert not result and result.status == "failed"
     assert "torch.Tensor" in _out(capsys)

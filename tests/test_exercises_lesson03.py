@@ -25,7 +25,7 @@ def layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: fl
 
 
 def test_layer_norm_accepts_solution(capsys):
-    assert lesson03.check_layer_norm(layer_norm) is True
+    assert lesson03.check_layer_norm(layer_norm).passed is True
     assert _feedback(capsys).startswith("✓ LayerNorm by hand")
 
 
@@ -42,7 +42,7 @@ def test_layer_norm_accepts_solution(capsys):
      / torch.sqrt(x.var(-1, unbiased=False) + eps), "keepdim=True"),
 ])
 def test_layer_norm_rejects_mistakes(capsys, wrong, hint):
-    assert lesson03.check_layer_norm(wrong) is False
+    assert lesson03.check_layer_norm(wrong).passed is False
     out = _feedback(capsys)
     assert out.startswith("✗ LayerNorm by hand") and hint in out
 
@@ -83,7 +83,7 @@ class BadNames(nn.Module):
 
 
 def test_post_norm_accepts_solution(capsys):
-    assert lesson03.check_post_norm_block(PostNormBlock) is True
+    assert lesson03.check_post_norm_block(PostNormBlock).passed is True
     assert _feedback(capsys).startswith("✓ post-norm block")
 
 
@@ -93,7 +93,7 @@ def test_post_norm_accepts_solution(capsys):
     (BadNames, "no attribute"),
 ])
 def test_post_norm_rejects_mistakes(capsys, wrong, hint):
-    assert lesson03.check_post_norm_block(wrong) is False
+    assert lesson03.check_post_norm_block(wrong).passed is False
     out = _feedback(capsys)
     assert out.startswith("✗ post-norm block") and hint in out
 
@@ -109,7 +109,7 @@ def block_parameters(dim: int, mlp_dim: int) -> int:
 
 def test_block_parameters_accepts_solution(capsys):
     assert block_parameters(16, 64) == 3280
-    assert lesson03.check_block_parameters(block_parameters) is True
+    assert lesson03.check_block_parameters(block_parameters).passed is True
     out = _feedback(capsys)
     assert out.startswith("✓ parameters of one block") and "3,280" in out
 
@@ -123,7 +123,7 @@ def test_block_parameters_accepts_solution(capsys):
     (lambda d, m: float(block_parameters(d, m)), "whole number"),
 ])
 def test_block_parameters_rejects_mistakes(capsys, wrong, hint):
-    assert lesson03.check_block_parameters(wrong) is False
+    assert lesson03.check_block_parameters(wrong).passed is False
     out = _feedback(capsys)
     assert out.startswith("✗ parameters of one block") and hint in out
 
@@ -139,7 +139,7 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 def test_drop_path_accepts_solution(capsys):
-    assert lesson03.check_drop_path(drop_path) is True
+    assert lesson03.check_drop_path(drop_path).passed is True
     assert _feedback(capsys).startswith("✓ drop path")
 
 
@@ -171,6 +171,6 @@ def _p_as_keep(x, p, training):
     (_p_as_keep, "keep probability"),
 ])
 def test_drop_path_rejects_mistakes(capsys, wrong, hint):
-    assert lesson03.check_drop_path(wrong) is False
+    assert lesson03.check_drop_path(wrong).passed is False
     out = _feedback(capsys)
     assert out.startswith("✗ drop path") and hint in out

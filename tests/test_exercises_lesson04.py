@@ -30,7 +30,7 @@ def vit_parameters(c: ViTConfig) -> int:
 
 def test_vit_parameters_accepts_solution(capsys):
     assert vit_parameters(ViTConfig()) == 14410
-    assert lesson04.check_vit_parameters(vit_parameters) is True
+    assert lesson04.check_vit_parameters(vit_parameters).passed is True
     out = _feedback(capsys)
     assert out.startswith("✓ parameters of a ViT config") and "14,410" in out
 
@@ -68,7 +68,7 @@ def _no_final_norm(c):
     (_no_final_norm, "final LayerNorm"),
 ])
 def test_vit_parameters_rejects_mistakes(capsys, wrong, hint):
-    assert lesson04.check_vit_parameters(wrong) is False
+    assert lesson04.check_vit_parameters(wrong).passed is False
     out = _feedback(capsys)
     assert out.startswith("✗ parameters of a ViT config") and hint in out
 
@@ -81,7 +81,7 @@ def mean_pool_logits(model, images):
 
 
 def test_mean_pool_accepts_solution(capsys):
-    assert lesson04.check_mean_pool_logits(mean_pool_logits) is True
+    assert lesson04.check_mean_pool_logits(mean_pool_logits).passed is True
     assert _feedback(capsys).startswith("✓ mean-pooling head")
 
 
@@ -94,7 +94,7 @@ def test_mean_pool_accepts_solution(capsys):
     (lambda m, x: m.head(m.norm(m.forward_features(x))[:, 1:].mean(dim=1)), "already applies"),
 ])
 def test_mean_pool_rejects_mistakes(capsys, wrong, hint):
-    assert lesson04.check_mean_pool_logits(wrong) is False
+    assert lesson04.check_mean_pool_logits(wrong).passed is False
     out = _feedback(capsys)
     assert out.startswith("✗ mean-pooling head") and hint in out
 
@@ -108,7 +108,7 @@ def output_shapes(c: ViTConfig, batch: int) -> dict:
 
 
 def test_output_shapes_accepts_solution(capsys):
-    assert lesson04.check_output_shapes(output_shapes) is True
+    assert lesson04.check_output_shapes(output_shapes).passed is True
     assert _feedback(capsys).startswith("✓ output shapes")
 
 
@@ -137,7 +137,7 @@ def _no_heads(c, batch):
     (lambda c, b: [b, c.num_classes], "return a dict"),
 ])
 def test_output_shapes_rejects_mistakes(capsys, wrong, hint):
-    assert lesson04.check_output_shapes(wrong) is False
+    assert lesson04.check_output_shapes(wrong).passed is False
     out = _feedback(capsys)
     assert out.startswith("✗ output shapes") and hint in out
 
@@ -150,7 +150,7 @@ def position_similarity(table: torch.Tensor) -> torch.Tensor:
 
 
 def test_position_similarity_accepts_solution(capsys):
-    assert lesson04.check_position_similarity(position_similarity) is True
+    assert lesson04.check_position_similarity(position_similarity).passed is True
     assert _feedback(capsys).startswith("✓ position similarity")
 
 
@@ -160,6 +160,6 @@ def test_position_similarity_accepts_solution(capsys):
     (lambda t: F.normalize(t, dim=1).T @ F.normalize(t, dim=1), "normalise every row"),
 ])
 def test_position_similarity_rejects_mistakes(capsys, wrong, hint):
-    assert lesson04.check_position_similarity(wrong) is False
+    assert lesson04.check_position_similarity(wrong).passed is False
     out = _feedback(capsys)
     assert out.startswith("✗ position similarity") and hint in out

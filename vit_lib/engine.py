@@ -1,65 +1,28 @@
-"""Lesson 05: the training engine - device choice, seeding, optimiser, schedule, loops, checkpoints."""
+"""Lesson 05: the training engine - optimiser, learning-rate schedule, one epoch of training,
+evaluation, and `fit`, the loop over epochs with checkpoints.
+
+Device choice and seeding live in `vit_lib.runtime`, checkpoint files in `vit_lib.checkpoint`.
+"""
 from __future__ import annotations
 
 import math
 import os
-import random
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vit_lib.config import ViTConfig
+from vit_lib.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from vit_lib.presets import Recipe
+from vit_lib.runtime import amp_context, progress_bar
 
-CHECKPOINT_FORMAT = 1
-
-
-class DeviceError(RuntimeError):
-    """The requested device does not exist on this machine."""
+__all__ = ["train_one_epoch", "evaluate"]
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or from an incompatible run."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks cuda > mps > cpu; a forced device that is absent raises DeviceError."""
-    name = str(device).lower()
-    has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if has_mps else torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} was requested but PyTorch sees no CUDA GPU here; "
-                          "use --device auto or cpu, or install a CUDA build of PyTorch")
-    if kind == "mps" and not has_mps:
-        raise DeviceError(f"device {device!r} was requested but Apple's MPS backend is not "
-                          "available here; use --device auto or cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy (when installed) and PyTorch on every device."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-        np.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover - numpy comes with torchvision
-        pass
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -100,6 +63,64 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, total_step
         optimizer, lambda step: lr_factor(step, total_steps, recipe))
 
 
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *,
+                    label_smoothing: float = 0.0, grad_clip: float = 0.0,
+                    amp: tuple[Any, Any] | None = None, bar=None) -> dict[str, float]:
+    """One pass over `loader` (batches x [B, C, H, W], y [B]): forward, loss, backward, step.
+
+    label_smoothing / grad_clip: as in the recipe (0 = off). amp: (autocast, scaler) from
+    vit_lib.runtime.amp_context, None = plain fp32. bar: a progress bar to advance, or None.
+    Returns the running means over the epoch: train loss, train accuracy (%), images seen.
+    """
+    device = next(model.parameters()).device
+    autocast, scaler = amp if amp is not None else (None, None)
+    model.train()
+    seen, correct, loss_sum = 0, 0, 0.0
+    for step, (x, y) in enumerate(loader):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if autocast is not None:
+            with autocast:
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+        else:
+            logits = model(x)                                   # [B, num_classes]
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            lr = optimizer.param_groups[0]["lr"]
+            raise TrainingDivergedError(
+                f"the loss became {loss_value} at step {step + 1} of the epoch (lr {lr:.3g}); "
+                "lower the learning rate (--lr), clip the gradients (--grad-clip 1.0), "
+                "or check the inputs for NaN values")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = y.numel()
+        seen += n
+        loss_sum += loss_value * n
+        correct += (logits.argmax(1) == y).sum().item()
+        if bar is not None:
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%",
+                                refresh=False)
+    return {"loss": loss_sum / max(seen, 1), "accuracy": 100.0 * correct / max(seen, 1),
+            "seen": seen}
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, return_predictions: bool = False) -> dict[str, Any]:
     """Mean loss and accuracy (%) over a loader; optionally all predictions and labels [N]."""
@@ -126,74 +147,11 @@ def evaluate(model: nn.Module, loader, return_predictions: bool = False) -> dict
     return out
 
 
-def _progress_bar(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        import ipywidgets  # noqa: F401  - the notebook widget bar needs it
-        from tqdm.auto import tqdm
-    except ImportError:
-        from tqdm.std import tqdm   # plain text bar: works in terminals and in Jupyter alike
-    return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True)
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write `state` with torch.save to a temporary file beside `path`, then rename it over
-    `path`: a crash mid-write never leaves a truncated checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with torch.load(weights_only=True); clear errors for bad files."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train first (python -m vit_lib.train "
-                              "--out DIR) or pass the path of an existing checkpoint.pt")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable vit_lib checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a vit_lib checkpoint (format "
-                              f"{CHECKPOINT_FORMAT} expected)")
-    return state
-
-
-def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the VisionTransformer stored in a checkpoint, in eval mode."""
-    from vit_lib.model import VisionTransformer
-    model = VisionTransformer(ViTConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
-
-
-def _amp_context(device: torch.device):
-    if device.type != "cuda":
-        return torch.autocast("cpu", enabled=False), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return torch.autocast("cuda", dtype=dtype), scaler
-
-
 def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: int | None = None,
         checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
         log: Callable[[str], None] | None = print, stop_at_accuracy: float | None = None,
         extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Train `model` (already on its device) and evaluate after every epoch.
+    """Train `model` (already on its device) with `train_one_epoch`, evaluate after every epoch.
 
     Returns the per-epoch history: train/test loss and accuracy, lr, seconds, images/s.
     checkpoint: file written atomically after each epoch; resume=True continues from it.
@@ -222,56 +180,26 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         start_epoch, history = state["epoch"], list(state["history"])
     step_model = torch.compile(model) if recipe.compile else model
-    autocast, scaler = _amp_context(device)
+    amp = amp_context(device)
     for epoch in range(start_epoch, epochs):
         train_loader.set_epoch(epoch)
-        model.train()
-        bar = _progress_bar(len(train_loader), f"epoch {epoch + 1}/{epochs}", progress)
-        seen, correct, loss_sum = 0, 0, 0.0
+        bar = progress_bar(len(train_loader), f"epoch {epoch + 1}/{epochs}", progress)
         start = time.perf_counter()
-        for step, (x, y) in enumerate(train_loader):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast:
-                logits = step_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                lr = optimizer.param_groups[0]["lr"]
-                raise TrainingDivergedError(
-                    f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1} "
-                    f"(lr {lr:.3g}); lower the learning rate, set grad_clip (e.g. 1.0), "
-                    "or check the inputs for NaN values")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if recipe.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            n = y.numel()
-            seen += n
-            loss_sum += loss_value * n
-            correct += (logits.argmax(1) == y).sum().item()
+        try:
+            train = train_one_epoch(step_model, train_loader, optimizer, scheduler,
+                                    label_smoothing=recipe.label_smoothing,
+                                    grad_clip=recipe.grad_clip, amp=amp, bar=bar)
+        except TrainingDivergedError as exc:
+            raise TrainingDivergedError(f"epoch {epoch + 1}: {exc}") from None
+        finally:
             if bar is not None:
-                bar.update(1)
-                if step % 20 == 0:
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%",
-                                    refresh=False)
+                bar.close()
         seconds = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
         test = evaluate(model, test_loader)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
-                  "train_accuracy": 100.0 * correct / seen, "test_loss": test["loss"],
+        record = {"epoch": epoch + 1, "train_loss": train["loss"],
+                  "train_accuracy": train["accuracy"], "test_loss": test["loss"],
                   "test_accuracy": test["accuracy"], "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": seconds, "images_per_second": seen / seconds}
+                  "seconds": seconds, "images_per_second": train["seen"] / seconds}
         history.append(record)
         if log is not None:
             log(f"epoch {epoch + 1:>2}/{epochs}  train loss {record['train_loss']:.4f} "

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Sequence
 
 from vit_lib.data import dataset_info, get_loaders
-from vit_lib.engine import evaluate, load_checkpoint, model_from_checkpoint, resolve_device
+from vit_lib.checkpoint import load_checkpoint, model_from_checkpoint
+from vit_lib.engine import evaluate
+from vit_lib.runtime import resolve_device
 from vit_lib.plots import confusion_matrix, plot_confusion_matrix
 from vit_lib.presets import Recipe
 from vit_lib.train import run_cli

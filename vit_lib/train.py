@@ -19,8 +19,9 @@ import torch
 
 from vit_lib.config import ConfigError, ViTConfig
 from vit_lib.data import DataNotFoundError, dataset_info, get_loaders
-from vit_lib.engine import (CheckpointError, DeviceError, TrainingDivergedError, fit,
-                            load_checkpoint, resolve_device, seed_everything)
+from vit_lib.checkpoint import CheckpointError, load_checkpoint
+from vit_lib.engine import TrainingDivergedError, fit
+from vit_lib.runtime import DeviceError, resolve_device, seed_everything
 from vit_lib.model import VisionTransformer, count_parameters
 from vit_lib.presets import PRESETS, Recipe, get_preset
 

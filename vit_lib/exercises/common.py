@@ -1,17 +1,81 @@
 """Shared tools for exercise checks: compare a learner's answer and explain what is off.
 
-Each check function of a lesson module returns True when the answer is right and prints one
-line of feedback either way; it never raises on a wrong answer (only on a check's own misuse).
+Every exercise of a lesson is listed once, in its lesson module's `EXERCISES` table, and checked by
+a function decorated with `@exercise_check`. A check prints one line of feedback (✓, or ✗ with a
+hint) and returns a `CheckResult`: truthy when passed, with `status` "passed", "failed" or
+"not attempted". It never raises on a wrong or missing answer (only on a check's own misuse).
+
+An answer that is `None`, or a learner function that raises `NotImplementedError` (the stubs of
+the student edition), counts as "not attempted". Every result is also appended to `RESULTS`, and,
+when the environment variable `VIT_LIB_RESULTS` names a file, written to it as one JSON line: that
+is how `python -m vit_lib.grade` reads the results of a notebook it ran in another process.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import contextvars
+import functools
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
+
+RESULTS_ENV = "VIT_LIB_RESULTS"
+NOT_ATTEMPTED = "not attempted yet: write your answer where it says # YOUR CODE HERE, then run the check again"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise of a lesson: `lesson` "01", `number` 2, its `title` and its check's name."""
+
+    lesson: str
+    number: int
+    title: str
+    check: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.lesson}.{self.number}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one run of a check found; truthy when the answer passed."""
+
+    lesson: str | None
+    exercise: int | None
+    title: str
+    status: str          # "passed", "failed" or "not attempted"
+    feedback: str        # the line printed after ✓ / ✗
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+RESULTS: list[CheckResult] = []
+_CURRENT: contextvars.ContextVar[Exercise | None] = contextvars.ContextVar("exercise", default=None)
 
 
 class Mismatch(Exception):
     """Raised inside a check when the answer is wrong; the message is the feedback shown."""
+
+
+class NotAttempted(Exception):
+    """Raised inside a check when there is no answer yet (None, or a NotImplementedError stub)."""
+
+
+def _record(result: CheckResult) -> CheckResult:
+    RESULTS.append(result)
+    path = os.environ.get(RESULTS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+    return result
 
 
 def expect_tensor(value: Any, what: str) -> torch.Tensor:
@@ -46,15 +110,62 @@ def expect_close(value: Any, expected: torch.Tensor, what: str, atol: float = 1e
     return tensor
 
 
-def run_check(title: str, body: Callable[[], str | None]) -> bool:
-    """Run one check; print '✓ title: ...' or '✗ title: feedback'; return whether it passed."""
+def run_check(title: str, body: Callable[[], str | None]) -> CheckResult:
+    """Run one check; print '✓ title: ...' or '✗ title: feedback'; return and record the result.
+
+    Inside an `@exercise_check` function the result names that exercise.
+    """
+    exercise = _CURRENT.get()
     try:
         detail = body()
+    except NotAttempted as exc:
+        status, feedback = "not attempted", str(exc) or NOT_ATTEMPTED
+    except NotImplementedError:
+        status, feedback = "not attempted", NOT_ATTEMPTED
     except Mismatch as exc:
-        print(f"✗ {title}: {exc}")
-        return False
+        status, feedback = "failed", str(exc)
     except Exception as exc:   # the learner's code crashed: say so, in one line
-        print(f"✗ {title}: your code raised {type(exc).__name__}: {exc}")
-        return False
-    print(f"✓ {title}" + (f": {detail}" if detail else ""))
-    return True
+        status, feedback = "failed", f"your code raised {type(exc).__name__}: {exc}"
+    else:
+        status, feedback = "passed", detail or ""
+    mark = "✓" if status == "passed" else "✗"
+    print(f"{mark} {title}" + (f": {feedback}" if feedback else ""))
+    return _record(CheckResult(exercise.lesson if exercise else None,
+                               exercise.number if exercise else None, title, status, feedback))
+
+
+F = TypeVar("F", bound=Callable[..., CheckResult])
+
+
+def exercise_check(answers: int = 1) -> Callable[[F], F]:
+    """Mark a lesson module's check function: its first `answers` arguments are the learner's.
+
+    The exercise is looked up in the module's `EXERCISES` table by the function's name. An answer
+    given as None is reported as not attempted, without running the check's body.
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> CheckResult:
+            exercise = find_exercise(fn.__module__, fn.__name__)
+            token = _CURRENT.set(exercise)
+            try:
+                given = list(args[:answers]) + list(kwargs.values())[:max(0, answers - len(args))]
+                if any(a is None for a in given):
+                    def body() -> str:
+                        raise NotAttempted(NOT_ATTEMPTED)
+                    return run_check(exercise.title if exercise else fn.__name__, body)
+                return fn(*args, **kwargs)
+            finally:
+                _CURRENT.reset(token)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def find_exercise(module: str, check_name: str) -> Exercise | None:
+    """The entry of `module`'s EXERCISES table whose check is `check_name` (None if absent)."""
+    import importlib
+    table = getattr(importlib.import_module(module), "EXERCISES", ())
+    return next((e for e in table if e.check == check_name), None)

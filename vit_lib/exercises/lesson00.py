@@ -9,16 +9,25 @@ from typing import Sequence
 
 import torch
 
-from vit_lib.exercises.common import Mismatch, expect_close, expect_shape, expect_tensor, run_check
+from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
+                                     expect_shape, expect_tensor, run_check)
 
 __all__ = ["check_class_counts", "check_normalize", "check_class_means"]
+
+# The lesson's exercises, in notebook order: what the grader expects to find.
+EXERCISES = (
+    Exercise("00", 1, "class counts", "check_class_counts"),
+    Exercise("00", 2, "normalise a batch", "check_normalize"),
+    Exercise("00", 3, "mean image per class", "check_class_means"),
+)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> bool:
     return a.shape == b.shape and bool(((a.float() - b.float()).abs() <= atol).all())
 
 
-def check_class_counts(counts: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> bool:
+@exercise_check()
+def check_class_counts(counts: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> CheckResult:
     """counts: [num_classes] how many labels of each class, computed from labels: [N]."""
 
     def body() -> str:
@@ -50,8 +59,9 @@ def check_class_counts(counts: torch.Tensor, labels: torch.Tensor, num_classes: 
     return run_check("class counts", body)
 
 
+@exercise_check()
 def check_normalize(normalized: torch.Tensor, images: torch.Tensor, mean: Sequence[float],
-                    std: Sequence[float]) -> bool:
+                    std: Sequence[float]) -> CheckResult:
     """normalized: float [B, C, H, W] = (images / 255 - mean) / std, images: uint8 [B, C, H, W]."""
 
     def body() -> str:
@@ -88,8 +98,9 @@ def check_normalize(normalized: torch.Tensor, images: torch.Tensor, mean: Sequen
     return run_check("normalise a batch", body)
 
 
+@exercise_check()
 def check_class_means(means: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
-                      num_classes: int = 10) -> bool:
+                      num_classes: int = 10) -> CheckResult:
     """means: float [num_classes, C, H, W], the average image of each class in [0, 1] units.
 
     images: uint8 [N, C, H, W]; labels: int64 [N].

@@ -11,9 +11,17 @@ from typing import Callable
 import torch
 
 from vit_lib.attention import MultiHeadSelfAttention
-from vit_lib.exercises.common import Mismatch, expect_close, expect_shape, expect_tensor, run_check
+from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
+                                     expect_shape, expect_tensor, run_check)
 
 __all__ = ["check_masked_attention", "check_attention_params", "check_split_merge_heads"]
+
+# The lesson's exercises, in notebook order: what the grader expects to find.
+EXERCISES = (
+    Exercise("02", 1, "attention with a mask", "check_masked_attention"),
+    Exercise("02", 2, "parameters of the attention layer", "check_attention_params"),
+    Exercise("02", 3, "split and merge heads", "check_split_merge_heads"),
+)
 
 
 def _same(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
@@ -36,7 +44,8 @@ def _masked_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: t
     return weights @ v, weights
 
 
-def check_masked_attention(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> bool:
+@exercise_check()
+def check_masked_attention(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> CheckResult:
     """fn(q, k, v, mask) -> (output [..., N, d], weights [..., N, N]).
 
     mask: bool, broadcastable to [..., N, N]; True where query i MAY look at key j (the
@@ -92,7 +101,8 @@ def check_masked_attention(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]])
 _PARAM_CASES = ((16, 4, True), (16, 1, True), (64, 8, True), (48, 3, False), (768, 12, True))
 
 
-def check_attention_params(fn: Callable[[int, int, bool], int]) -> bool:
+@exercise_check()
+def check_attention_params(fn: Callable[[int, int, bool], int]) -> CheckResult:
     """fn(dim, heads, qkv_bias) -> parameter count of MultiHeadSelfAttention(dim, heads, qkv_bias)."""
 
     def body() -> str:
@@ -130,8 +140,9 @@ def check_attention_params(fn: Callable[[int, int, bool], int]) -> bool:
     return run_check("parameters of the attention layer", body)
 
 
+@exercise_check(answers=2)
 def check_split_merge_heads(split: Callable[[torch.Tensor, int], torch.Tensor],
-                            merge: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+                            merge: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
     """split(x [B, N, dim], heads) -> [B, heads, N, dim/heads]; merge: the inverse.
 
     Head h must hold the columns h*head_dim ... (h+1)*head_dim - 1 of every token.

@@ -10,10 +10,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vit_lib.exercises.common import Mismatch, expect_close, expect_shape, run_check
+from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
+                                     expect_shape, run_check)
 
 __all__ = ["check_layer_norm", "check_post_norm_block", "check_block_parameters",
            "check_drop_path"]
+
+# The lesson's exercises, in notebook order: what the grader expects to find.
+EXERCISES = (
+    Exercise("03", 1, "LayerNorm by hand", "check_layer_norm"),
+    Exercise("03", 2, "post-norm block", "check_post_norm_block"),
+    Exercise("03", 3, "parameters of one block", "check_block_parameters"),
+    Exercise("03", 4, "drop path", "check_drop_path"),
+)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
@@ -24,7 +33,8 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
 # Exercise 1: LayerNorm by hand
 # --------------------------------------------------------------------------------------------
 
-def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> bool:
+@exercise_check()
+def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> CheckResult:
     """Check `layer_norm(x, gamma, beta, eps)`: x [..., D], gamma/beta [D] -> [..., D],
     against torch.nn.functional.layer_norm on a batch of tokens."""
     def body() -> str:
@@ -85,7 +95,8 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> bool:
 # Exercise 2: a post-norm block
 # --------------------------------------------------------------------------------------------
 
-def check_post_norm_block(block_class: type[nn.Module]) -> bool:
+@exercise_check()
+def check_post_norm_block(block_class: type[nn.Module]) -> CheckResult:
     """Check a post-norm block class built as block_class(dim, heads, mlp_dim) with submodules
     norm1, attn, norm2, mlp: [B, N, dim] -> [B, N, dim], y = norm2(h + mlp(h)),
     h = norm1(x + attn(x))."""
@@ -142,7 +153,8 @@ def _block_parts(dim: int, mlp_dim: int) -> dict[str, int]:
             "mlp": dim * mlp_dim + mlp_dim + mlp_dim * dim + dim}
 
 
-def check_block_parameters(block_parameters: Callable[[int, int], int]) -> bool:
+@exercise_check()
+def check_block_parameters(block_parameters: Callable[[int, int], int]) -> CheckResult:
     """Check `block_parameters(dim, mlp_dim) -> int` against real vit_lib Blocks
     (qkv biases on), including the seed's dim 16 / MLP 64 = 3,280."""
     from vit_lib.block import Block
@@ -193,7 +205,8 @@ def check_block_parameters(block_parameters: Callable[[int, int], int]) -> bool:
 # Exercise 4: drop path as a function
 # --------------------------------------------------------------------------------------------
 
-def check_drop_path(drop_path: Callable[[torch.Tensor, float, bool], torch.Tensor]) -> bool:
+@exercise_check()
+def check_drop_path(drop_path: Callable[[torch.Tensor, float, bool], torch.Tensor]) -> CheckResult:
     """Check `drop_path(x, p, training) -> tensor like x`: per-sample zeroing with 1/(1-p)
     rescaling in training, identity in evaluation."""
     def body() -> str:

@@ -10,10 +10,19 @@ import torch
 import torch.nn.functional as F
 
 from vit_lib.config import ViTConfig
-from vit_lib.exercises.common import Mismatch, expect_close, expect_shape, run_check
+from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
+                                     expect_shape, run_check)
 
 __all__ = ["check_vit_parameters", "check_mean_pool_logits", "check_output_shapes",
            "check_position_similarity", "EXERCISE_CONFIGS"]
+
+# The lesson's exercises, in notebook order: what the grader expects to find.
+EXERCISES = (
+    Exercise("04", 1, "parameters of a ViT config", "check_vit_parameters"),
+    Exercise("04", 2, "mean-pooling head", "check_mean_pool_logits"),
+    Exercise("04", 3, "output shapes", "check_output_shapes"),
+    Exercise("04", 4, "position similarity", "check_position_similarity"),
+)
 
 # The configurations the checks try, seed first; each differs from the seed in one way that
 # changes the answer.
@@ -72,7 +81,8 @@ def _parameter_hint(c: ViTConfig, diff: int) -> str:
             "(dim*classes + classes)")
 
 
-def check_vit_parameters(vit_parameters: Callable[[ViTConfig], int]) -> bool:
+@exercise_check()
+def check_vit_parameters(vit_parameters: Callable[[ViTConfig], int]) -> CheckResult:
     """Check `vit_parameters(config) -> int` against count_parameters of a real model for the
     seed config (14,410) and for configs that change pooling, positions, biases and size."""
     from vit_lib.model import VisionTransformer, count_parameters
@@ -98,7 +108,8 @@ def check_vit_parameters(vit_parameters: Callable[[ViTConfig], int]) -> bool:
 # Exercise 2: a mean-pooling head instead of the CLS token
 # --------------------------------------------------------------------------------------------
 
-def check_mean_pool_logits(mean_pool_logits: Callable[[Any, torch.Tensor], torch.Tensor]) -> bool:
+@exercise_check()
+def check_mean_pool_logits(mean_pool_logits: Callable[[Any, torch.Tensor], torch.Tensor]) -> CheckResult:
     """Check `mean_pool_logits(model, images) -> [B, num_classes]`: model.head applied to the
     average of the patch tokens (CLS left out) of model.forward_features(images)."""
     from vit_lib.model import VisionTransformer
@@ -153,7 +164,8 @@ def _expect_logits_shape(out: Any, shape: torch.Size) -> torch.Tensor:
 # Exercise 3: output shapes with and without the CLS token
 # --------------------------------------------------------------------------------------------
 
-def check_output_shapes(output_shapes: Callable[[ViTConfig, int], dict]) -> bool:
+@exercise_check()
+def check_output_shapes(output_shapes: Callable[[ViTConfig, int], dict]) -> CheckResult:
     """Check `output_shapes(config, batch) -> {"tokens": ..., "attention": ..., "logits": ...}`:
     the shapes of forward_features, of one attention map and of the logits, against a real
     forward pass, for configs with pool='cls' and pool='mean'."""
@@ -207,7 +219,8 @@ def check_output_shapes(output_shapes: Callable[[ViTConfig, int], dict]) -> bool
 # Exercise 4: cosine similarity between position embeddings
 # --------------------------------------------------------------------------------------------
 
-def check_position_similarity(position_similarity: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+@exercise_check()
+def check_position_similarity(position_similarity: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
     """Check `position_similarity(table [N, D]) -> [N, N]`: cosine similarity of every pair of
     rows, on the seed's 2-D sin-cos table and on a random table."""
     from vit_lib.model import sincos_2d_position_embedding

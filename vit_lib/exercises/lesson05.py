@@ -14,13 +14,22 @@ from torch import nn
 
 from vit_lib.config import ViTConfig
 from vit_lib.engine import lr_factor
-from vit_lib.exercises.common import Mismatch, expect_close, expect_shape, expect_tensor, run_check
+from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
+                                     expect_shape, expect_tensor, run_check)
 from vit_lib.model import VisionTransformer
 from vit_lib.plots import confusion_matrix
 from vit_lib.presets import Recipe
 
 __all__ = ["check_warmup_cosine", "check_accuracy", "check_training_step",
            "check_confusion_matrix"]
+
+# The lesson's exercises, in notebook order: what the grader expects to find.
+EXERCISES = (
+    Exercise("05", 1, "warmup + cosine schedule", "check_warmup_cosine"),
+    Exercise("05", 2, "accuracy from logits", "check_accuracy"),
+    Exercise("05", 3, "one training step", "check_training_step"),
+    Exercise("05", 4, "confusion matrix", "check_confusion_matrix"),
+)
 
 
 def _as_float(value: object, what: str) -> float:
@@ -38,7 +47,8 @@ def _as_float(value: object, what: str) -> float:
 # Exercise 1: linear warmup, then cosine decay to 0
 # ---------------------------------------------------------------------------------------------
 
-def check_warmup_cosine(fn: Callable[[int, int, float], float]) -> bool:
+@exercise_check()
+def check_warmup_cosine(fn: Callable[[int, int, float], float]) -> CheckResult:
     """fn(step, total_steps, warmup) -> lr multiplier; compared with vit_lib.engine.lr_factor.
 
     warmup is a fraction of all steps (e.g. 0.05); the checks cover warmup 0 as well.
@@ -88,7 +98,8 @@ def check_warmup_cosine(fn: Callable[[int, int, float], float]) -> bool:
 # Exercise 2: accuracy from logits
 # ---------------------------------------------------------------------------------------------
 
-def check_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> bool:
+@exercise_check()
+def check_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> CheckResult:
     """fn(logits [B, C], labels [B]) -> accuracy in percent (0-100)."""
     g = torch.Generator().manual_seed(5)
 
@@ -153,8 +164,9 @@ def _reference_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
     return loss.item()
 
 
+@exercise_check()
 def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor,
-                                      torch.Tensor], float]) -> bool:
+                                      torch.Tensor], float]) -> CheckResult:
     """fn(model, optimizer, images [B, C, H, W], labels [B]) -> the batch's loss (a float).
 
     One step: forward, cross-entropy on the logits, clear old gradients, backward, optimiser
@@ -213,7 +225,8 @@ def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Te
 # Exercise 4: confusion matrix by hand
 # ---------------------------------------------------------------------------------------------
 
-def check_confusion_matrix(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> bool:
+@exercise_check()
+def check_confusion_matrix(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> CheckResult:
     """fn(predictions [N], labels [N], num_classes) -> counts [num_classes, num_classes],
     row = true class, column = predicted class."""
     g = torch.Generator().manual_seed(3)

@@ -10,12 +10,20 @@ from typing import Callable, Sequence
 
 import torch
 
-from vit_lib.exercises.common import Mismatch, expect_close, expect_shape, expect_tensor, run_check
+from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
+                                     expect_shape, expect_tensor, run_check)
 from vit_lib.interpret import (attention_maps, attention_rollout, cls_attention_grid,
                                mean_attention_distance)
 from vit_lib.model import VisionTransformer
 
 __all__ = ["check_plain_rollout", "check_most_attended_patch", "check_head_distance"]
+
+# The lesson's exercises, in notebook order: what the grader expects to find.
+EXERCISES = (
+    Exercise("06", 1, "rollout without residual", "check_plain_rollout"),
+    Exercise("06", 2, "most attended patch", "check_most_attended_patch"),
+    Exercise("06", 3, "mean attention distance of one head", "check_head_distance"),
+)
 
 
 def _random_maps(batch: int, heads: int, tokens: int, depth: int, seed: int) -> list[torch.Tensor]:
@@ -29,7 +37,8 @@ def _random_maps(batch: int, heads: int, tokens: int, depth: int, seed: int) -> 
 # Exercise 1: rollout without the residual path
 # ---------------------------------------------------------------------------------------------
 
-def check_plain_rollout(fn: Callable[[list[torch.Tensor]], torch.Tensor]) -> bool:
+@exercise_check()
+def check_plain_rollout(fn: Callable[[list[torch.Tensor]], torch.Tensor]) -> CheckResult:
     """fn(maps: `depth` tensors [B, heads, T, T]) -> [B, T, T]: the product of the head-averaged
     maps through depth, later blocks on the left, no identity added."""
     maps = _random_maps(batch=2, heads=4, tokens=17, depth=4, seed=11)
@@ -92,8 +101,9 @@ def _as_row_col(value: object, grid: int) -> tuple[int, int]:
         raise Mismatch(f"return a pair of whole numbers (row, col), got {value!r}") from None
 
 
+@exercise_check()
 def check_most_attended_patch(fn: Callable[[VisionTransformer, torch.Tensor], Sequence[int]],
-                              model: VisionTransformer, images: torch.Tensor) -> bool:
+                              model: VisionTransformer, images: torch.Tensor) -> CheckResult:
     """fn(model, image [1, C, H, W]) -> (row, col) of the patch with the largest weight in the
     CLS row of the attention rollout (residual 0.5); checked on every image of images [B, C, H, W]."""
     grid = model.config.grid_size
@@ -146,7 +156,8 @@ def _distance_variant(weights: torch.Tensor, grid: int, patch: int, renormalise:
     return float((a * dist).sum(-1).mean())
 
 
-def check_head_distance(fn: Callable[[torch.Tensor, int, int], float]) -> bool:
+@exercise_check()
+def check_head_distance(fn: Callable[[torch.Tensor, int, int], float]) -> CheckResult:
     """fn(weights [B, T, T] of one head, CLS token first, grid_size, patch_size) -> the mean
     attention distance in pixels, the same as vit_lib.interpret.mean_attention_distance."""
     cases = [(4, 7, 3, 21), (3, 5, 2, 22)]          # grid, patch, batch, seed

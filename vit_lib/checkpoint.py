@@ -1,0 +1,66 @@
+"""Checkpoints: write a training state atomically, read it back safely, rebuild its model.
+
+A checkpoint is one dict saved with torch.save: `format`, `model` (state_dict), `optimizer`,
+`scheduler`, `epoch`, `epochs`, `config`, `recipe`, `history`, `rng` and `extra`.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vit_lib.config import ViTConfig
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or from an incompatible run."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write `state` with torch.save to a temporary file beside `path`, then rename it over
+    `path`: a crash mid-write never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with torch.load(weights_only=True); clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train first (python -m vit_lib.train "
+                              "--out DIR) or pass the path of an existing checkpoint.pt")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable vit_lib checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a vit_lib checkpoint (format "
+                              f"{CHECKPOINT_FORMAT} expected)")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the VisionTransformer stored in a checkpoint, in eval mode."""
+    from vit_lib.model import VisionTransformer
+    model = VisionTransformer(ViTConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()

@@ -1,0 +1,72 @@
+"""Run-time helpers every lesson uses: pick the device, seed every generator, mixed precision.
+
+    device = resolve_device("auto")    # cuda > mps > cpu
+    seed_everything(0)                 # Python, NumPy and PyTorch on every device
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Any
+
+import torch
+
+
+class DeviceError(RuntimeError):
+    """The requested device does not exist on this machine."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks cuda > mps > cpu; a forced device that is absent raises DeviceError."""
+    name = str(device).lower()
+    has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} was requested but PyTorch sees no CUDA GPU here; "
+                          "use --device auto or cpu, or install a CUDA build of PyTorch")
+    if kind == "mps" and not has_mps:
+        raise DeviceError(f"device {device!r} was requested but Apple's MPS backend is not "
+                          "available here; use --device auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy (when installed) and PyTorch on every device."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy comes with torchvision
+        pass
+
+
+def amp_context(device: torch.device) -> tuple[Any, Any]:
+    """(autocast context, GradScaler or None) for training on `device`.
+
+    CUDA: bf16 autocast where the GPU supports it, else fp16 with a gradient scaler.
+    Elsewhere: full fp32 (a disabled autocast, no scaler).
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar (widget in Jupyter when ipywidgets is installed, text otherwise), or None."""
+    if not enabled:
+        return None
+    try:
+        import ipywidgets  # noqa: F401  - the notebook widget bar needs it
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm   # plain text bar: works in terminals and in Jupyter alike
+    return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True)
