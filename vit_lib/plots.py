@@ -15,6 +15,13 @@ def _plt():
     return plt
 
 
+def lesson_style(dpi: int = 110) -> None:
+    """The lessons' figure settings: readable at 100% zoom (figures about 700-1100 px wide)."""
+    plt = _plt()
+    plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 10,
+                         "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9})
+
+
 def plot_history(histories: dict[str, list[dict[str, Any]]] | list[dict[str, Any]],
                  path: str | os.PathLike | None = None, title: str | None = None):
     """Loss and test accuracy per epoch; one line per run when given {label: history}."""
