@@ -4,11 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: train test test-fast notebooks lab mirror diagram bench clean
+.PHONY: gpu-check train test test-fast test-oldest notebooks lab colab mirror diagram images bench clean site student
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e ".[test]"
+	$(BIN)/pip install -e ".[test,site]"
 	touch $@
 
 train: $(BIN)/.installed     ## train the seed preset on MNIST (10 epochs) into runs/seed
@@ -18,23 +18,42 @@ test: $(BIN)/.installed      ## the whole suite: unit tests, mirror check, every
 	$(BIN)/python -m pytest tests notebooks $(NBVAL)
 
 test-fast: $(BIN)/.installed ## unit tests only, no notebooks, no real-data training
-	$(BIN)/python -m pytest tests -m "not slow"
+	$(BIN)/python -m pytest tests -m "not slow and not site"
+
+test-oldest:                 ## the tests + a short run of each preset on pyproject's floor versions (.venv-oldest; slow)
+	$(PYTHON) tools/test_oldest.py
 
 notebooks: $(BIN)/.installed ## re-execute and save every notebook in place (run after editing one)
 	$(BIN)/python tools/execute_notebooks.py
 
-lab: $(BIN)/.installed       ## open the lessons in JupyterLab (installs it on first use)
+lab: $(BIN)/.installed       ## open the lessons in JupyterLab (installs it on first use; root too)
 	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/pip install -e ".[notebooks]"
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab $$(test "$$(id -u)" = 0 && echo --allow-root) notebooks
+
+colab:                       ## write every lesson's Colab badge + setup cell from pyproject's [project.urls]
+	$(PYTHON) tools/colab.py
 
 mirror: $(BIN)/.installed    ## are notebooks and vit_lib the same code?
 	$(BIN)/python -m vit_lib.mirror
 
-diagram: $(BIN)/.installed   ## redraw vit_architecture/vit.png and vit.svg from the seed config
+diagram: $(BIN)/.installed   ## redraw vit_architecture/vit.png, vit.svg and you_are_here/*.png from the seed config
 	$(BIN)/python vit_architecture/draw.py
+
+images: diagram              ## redraw the pictures and embed them in the lessons (you_are_here, vit.png)
+	$(BIN)/python tools/embed_images.py
+
+site: $(BIN)/.installed      ## build the lessons as a static HTML book in site/_build/html (nothing re-run)
+	$(BIN)/python -c "import jupyter_book" 2>/dev/null || $(BIN)/pip install -e ".[site]"
+	$(BIN)/python tools/build_site.py
+
+gpu-check:                   ## on a CUDA machine: GPU tests, every lesson on the GPU, GPU benchmarks -> README (no venv: PYTHON must have torch)
+	PYTHONPATH=. $(PYTHON) tools/gpu_check.py --write-readme $(GPU_CHECK_ARGS)
 
 bench: $(BIN)/.installed     ## speed and accuracy benchmarks; rewrites the README results (about 46 min)
 	$(BIN)/python benchmarks/run_all.py
+
+student: $(BIN)/.installed   ## write notebooks/student/ (solutions removed) and mark the lessons' solution cells for nbgrader
+	$(BIN)/python -m vit_lib.student
 
 clean:
 	rm -rf runs .pytest_cache

@@ -61,3 +61,75 @@ def test_committed_drawing_exists_and_matches_the_config():
     text = svg.read_text(encoding="utf-8")
     missing = [s for s in _expected_strings() if s not in text]
     assert not missing, f"the committed SVG is stale, it lacks {missing}: run make diagram"
+
+
+# --- The lessons' "you are here" pictures (vit_architecture/you_are_here/lesson_NN.png) -------
+
+def _draw_module():
+    """vit_architecture/draw.py imported as a module (it is a script, not part of vit_lib)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("vit_draw", FOLDER / "draw.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["vit_draw"] = module     # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    import struct
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_you_are_here_one_picture_per_lesson_with_deterministic_bytes(tmp_path: Path):
+    draw = _draw_module()
+    lessons = sorted(draw.LESSONS)
+    assert lessons == [f"{n:02d}" for n in range(7)]
+    first = [p.read_bytes() for p in draw.save_you_are_here(tmp_path / "a")]
+    second = [p.read_bytes() for p in draw.save_you_are_here(tmp_path / "b")]
+    assert first == second, "drawing the same lesson twice gave different bytes"
+    assert len(set(first)) == len(lessons), "two lessons got the same picture"
+    for data in first:
+        width, height = _png_size(data)
+        assert 700 <= width <= 900, f"{width} px wide: the pictures should read at 700-900 px"
+        assert height < width
+
+
+def test_you_are_here_highlights_the_lessons_part():
+    draw = _draw_module()
+    assert draw._state("02", "02", "attn") == "here"
+    assert draw._state("02", "01", "patch_embed") == "done"
+    assert draw._state("02", "04", "head") == "later"
+    assert draw._state("05", "05", "loss") == "here" and draw._state("05", "03", "mlp") == "done"
+    assert draw._state("06", "02", "attn") == "here" and draw._state("06", "03", "mlp") == "done"
+    captions = draw._captions(ViTConfig(), 14410, draw.Recipe())
+    assert "16 patches of 7×7" in captions["01"] and "14,410 parameters" in captions["04"]
+
+
+def test_you_are_here_rejects_an_unknown_lesson():
+    import pytest
+    draw = _draw_module()
+    with pytest.raises(ValueError, match="lesson must be one of"):
+        draw.draw_you_are_here("7")
+    result = subprocess.run([sys.executable, str(FOLDER / "draw.py"), "--lesson", "9"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 2 and "invalid choice: '9'" in result.stderr
+
+
+def test_committed_you_are_here_pictures_are_current(tmp_path: Path):
+    """The committed pictures are what draw.py draws now (byte for byte with the matplotlib
+    version that drew them, recorded in DRAWN_WITH.txt; same size with any other version)."""
+    import matplotlib
+    draw = _draw_module()
+    folder = FOLDER / "you_are_here"
+    fresh = draw.save_you_are_here(tmp_path)
+    drawn_with = (folder / "DRAWN_WITH.txt").read_text(encoding="utf-8").split()
+    for path in fresh:
+        committed = folder / path.name
+        assert committed.is_file(), f"{committed} is missing: run make images"
+        if drawn_with == ["matplotlib", matplotlib.__version__]:
+            assert committed.read_bytes() == path.read_bytes(), \
+                f"{committed} is stale: run make images (redraws and embeds it in the lessons)"
+        else:
+            assert _png_size(committed.read_bytes()) == _png_size(path.read_bytes())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from vit_lib.exercises.common import RESULTS
 from vit_lib.exercises.lesson00 import check_class_counts, check_class_means, check_normalize
 
 MEAN, STD = (0.1307,), (0.3081,)
@@ -97,3 +98,15 @@ def test_missing_answer_is_not_attempted_and_wrong_type_is_reported(capsys):
     result = check_class_means([0.0], images, labels)
     assert not result and result.status == "failed"
     assert "torch.Tensor" in _out(capsys)
+
+
+def test_every_unanswered_exercise_is_not_attempted(capsys):
+    """The notebook's attempt cells pass None (`answer = None  # YOUR CODE HERE`)."""
+    images, labels = _data()
+    for check, args in ((check_class_counts, (None, labels)),
+                        (check_normalize, (None, images, MEAN, STD)),
+                        (check_class_means, (None, images, labels))):
+        result = check(*args)
+        assert result.status == "not attempted" and not result
+        assert "not attempted yet: write your answer where it says # YOUR CODE HERE" in _out(capsys)
+    assert [(r.lesson, r.exercise) for r in RESULTS[-3:]] == [("00", 1), ("00", 2), ("00", 3)]

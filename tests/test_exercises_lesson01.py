@@ -68,6 +68,27 @@ def test_num_patches(capsys):
         assert out.startswith("✗") and hint in out, out
 
 
+def test_num_patches_names_the_learners_function(capsys):
+    def count_patches(height: int, width: int, patch_size: int) -> int:
+        return height * width // patch_size
+
+    assert not check_num_patches(count_patches)
+    out = _out(capsys)
+    assert "count_patches(28, 28, 7) returned 112, expected 16" in out, out
+    assert "num_patches(" not in out.replace("count_patches(", "")
+    assert not check_num_patches(lambda h, w, p: h * w)
+    assert "your function(28, 28, 7) returned 784" in _out(capsys)
+
+
+def test_num_patches_stub_is_not_attempted(capsys):
+    def count_patches(height: int, width: int, patch_size: int) -> int:
+        raise NotImplementedError()
+
+    result = check_num_patches(count_patches)
+    assert not result and result.status == "not attempted"
+    assert _out(capsys).startswith("✗ number of patches: not attempted yet")
+
+
 def _unpatchify(patches: torch.Tensor, p: int, h: int, w: int) -> torch.Tensor:
     b, n, size = patches.shape
     c = size // (p * p)

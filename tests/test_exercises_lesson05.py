@@ -175,3 +175,77 @@ def test_confusion_too_small(capsys):
         return confusion(p, t, k)
     assert not ex.check_confusion_matrix(wrong)
     assert "never occur" in last_line(capsys)
+
+
+# --- gradient clipping ------------------------------------------------------------------------
+
+def clip_gradients(parameters, max_norm: float) -> float:
+    norm = math.sqrt(sum(float((p.grad ** 2).sum()) for p in parameters))
+    if norm > max_norm:
+        for p in parameters:
+            p.grad.mul_(max_norm / norm)
+    return norm
+
+
+def test_clip_accepts_solution_and_torch(capsys):
+    assert ex.check_clip_gradients(clip_gradients)
+    assert ex.check_clip_gradients(lambda ps, m: torch.nn.utils.clip_grad_norm_(ps, m))
+    assert last_line(capsys).startswith("✓")
+
+
+def test_clip_per_tensor(capsys):
+    def wrong(parameters, max_norm):
+        for p in parameters:
+            clip_gradients([p], max_norm)
+        return clip_gradients(parameters, float("inf"))
+    assert not ex.check_clip_gradients(wrong)
+    assert "each tensor by its own norm" in last_line(capsys)
+
+
+def test_clip_always_rescales(capsys):
+    def wrong(parameters, max_norm):
+        norm = clip_gradients(parameters, float("inf"))
+        for p in parameters:
+            p.grad.mul_(max_norm / norm)
+        return norm
+    assert not ex.check_clip_gradients(wrong)
+    assert "only scale down when the norm exceeds max_norm" in last_line(capsys)
+
+
+def test_clip_returns_norm_after(capsys):
+    def wrong(parameters, max_norm):
+        clip_gradients(parameters, max_norm)
+        return clip_gradients(parameters, float("inf"))
+    assert not ex.check_clip_gradients(wrong)
+    assert "norm after clipping" in last_line(capsys)
+
+
+def test_clip_not_in_place(capsys):
+    def wrong(parameters, max_norm):
+        norm = clip_gradients(parameters, float("inf"))
+        _ = [p.grad * min(1.0, max_norm / norm) for p in parameters]    # computed, never stored
+        return norm
+    assert not ex.check_clip_gradients(wrong)
+    assert "did not change" in last_line(capsys)
+
+
+# --- the exercise table and the not-attempted status --------------------------------------------
+
+def test_table_lists_every_check_in_order():
+    assert [e.check for e in ex.EXERCISES] == ["check_warmup_cosine", "check_accuracy",
+                                               "check_training_step", "check_confusion_matrix",
+                                               "check_clip_gradients"]
+    assert [e.number for e in ex.EXERCISES] == [1, 2, 3, 4, 5]
+    assert all(hasattr(ex, e.check) for e in ex.EXERCISES)
+
+
+def test_stubs_are_not_attempted(capsys):
+    def stub(*args):
+        raise NotImplementedError()
+    for check in (ex.check_warmup_cosine, ex.check_accuracy, ex.check_training_step,
+                  ex.check_confusion_matrix, ex.check_clip_gradients):
+        result = check(stub)
+        assert result.status == "not attempted" and not result
+        assert "not attempted yet" in last_line(capsys)
+    result = ex.check_clip_gradients(None)
+    assert result.status == "not attempted" and result.exercise == 5 and result.lesson == "05"

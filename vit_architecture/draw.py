@@ -1,7 +1,13 @@
 """Draw the Vision Transformer of a ViTConfig (by default the seed's) as vit.png and vit.svg.
 
     python vit_architecture/draw.py              # rewrites vit_architecture/vit.png and vit.svg
-    python vit_architecture/draw.py OUT_DIR      # writes OUT_DIR/vit.png and OUT_DIR/vit.svg
+                                                 # and the lessons' you_are_here/lesson_NN.png
+    python vit_architecture/draw.py OUT_DIR      # writes them into OUT_DIR instead
+    python vit_architecture/draw.py --lesson 02 OUT_DIR   # only OUT_DIR/you_are_here/lesson_02.png
+
+The "you are here" pictures are a compact map of the same model, one per lesson: the part the
+lesson builds is drawn in colour with a red frame, parts built in earlier lessons in colour, parts
+still to come in grey. `python tools/embed_images.py` puts them into the notebooks.
 
 Every number in the picture is read from the config or counted on the built model, so the
 diagram cannot disagree with vit_lib. The files are written deterministically: no dates or
@@ -23,8 +29,10 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangl
 
 from vit_lib.config import ViTConfig  # noqa: E402
 from vit_lib.model import VisionTransformer, count_parameters  # noqa: E402
+from vit_lib.presets import Recipe  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+YOU_ARE_HERE = "you_are_here"   # sub-folder of the lessons' pictures
 
 # Colours by kind of component.
 COLOURS = {
@@ -222,6 +230,249 @@ def draw(config: ViTConfig | None = None) -> plt.Figure:
     return fig
 
 
+# ---------------------------------------------------------------------------------------------
+# "You are here": one compact map of the model per lesson, the lesson's part highlighted.
+
+LESSONS: dict[str, str] = {
+    "00": "Setup and data", "01": "Patches", "02": "Attention", "03": "The transformer block",
+    "04": "The whole Vision Transformer", "05": "Training", "06": "Inside the trained model",
+}
+# Lesson 06 builds nothing new: it opens up these trained parts.
+INSPECTED_IN_06 = ("patch_embed", "pos", "attn")
+HERE_EDGE = "#c0392b"       # the red frame of "this lesson"
+LATER_FACE, LATER_EDGE, LATER_TEXT = "#f4f4f4", "#c4c4c4", "#9a9a9a"
+
+
+def _state(lesson: str, built_in: str, part: str) -> str:
+    """'here' (this lesson's part), 'done' (an earlier lesson's) or 'later' (still to come)."""
+    if lesson == "06":
+        return "here" if part in INSPECTED_IN_06 else "done"
+    if built_in == lesson:
+        return "here"
+    return "done" if built_in < lesson else "later"
+
+
+def _captions(c: ViTConfig, total: int, recipe: Recipe) -> dict[str, str]:
+    """One line per lesson under its picture: what the highlighted part does."""
+    opt = {"adam": "Adam", "adamw": "AdamW"}[recipe.optimizer]
+    return {
+        "00": f"This lesson: the data, {c.image_size}×{c.image_size}×{c.in_channels} images "
+              f"and their labels ({c.num_classes} classes), and the tools.",
+        "01": f"This lesson: cut the image into {c.num_patches} patches of "
+              f"{c.patch_size}×{c.patch_size} and turn each into a {c.dim}-number token.",
+        "02": f"This lesson: multi-head self-attention ({c.heads} heads × {c.head_dim} dims), "
+              "how the tokens exchange information.",
+        "03": "This lesson: the encoder block, LayerNorm + MLP + two residual connections "
+              f"around attention, stacked × {c.depth}.",
+        "04": "This lesson: CLS token, position embedding, final LayerNorm and head complete "
+              f"the model ({total:,} parameters).",
+        "05": f"This lesson: train it end to end, cross-entropy loss and {opt} update all "
+              f"{total:,} parameters.",
+        "06": "This lesson: look inside the trained model, patch filters, position "
+              "embeddings and attention maps.",
+    }
+
+
+class _Map:
+    """Draws boxes on the map in the style of their state for one lesson."""
+
+    def __init__(self, ax: plt.Axes, lesson: str) -> None:
+        self.ax, self.lesson = ax, lesson
+
+    def style(self, built_in: str, part: str, kind: str) -> dict:
+        state = _state(self.lesson, built_in, part)
+        if state == "later":
+            return {"face": LATER_FACE, "edge": LATER_EDGE, "lw": 1.0, "text": LATER_TEXT,
+                    "weight": "normal"}
+        return {"face": COLOURS[kind], "edge": HERE_EDGE if state == "here" else "#555555",
+                "lw": 2.8 if state == "here" else 1.0, "text": "#111111",
+                "weight": "bold" if state == "here" else "normal"}
+
+    def box(self, x0: float, x1: float, yc: float, text: str, kind: str, built_in: str,
+            part: str, h: float = 6.4, size: float = 9.5) -> tuple[float, float]:
+        """A rounded box from x0 to x1 centred at height yc; returns (x0, x1)."""
+        st = self.style(built_in, part, kind)
+        self.ax.add_patch(FancyBboxPatch(
+            (x0, yc - h / 2), x1 - x0, h, boxstyle="round,pad=0,rounding_size=0.9",
+            facecolor=st["face"], edgecolor=st["edge"], linewidth=st["lw"], zorder=2))
+        self.ax.text((x0 + x1) / 2, yc, text, ha="center", va="center", fontsize=size,
+                     color=st["text"], weight=st["weight"], zorder=3, linespacing=1.15)
+        return x0, x1
+
+    def plus(self, x: float, yc: float, built_in: str, part: str) -> None:
+        st = self.style(built_in, part, "block")
+        self.ax.add_patch(Circle((x, yc), 1.3, facecolor="white", edgecolor=st["edge"],
+                                 linewidth=max(st["lw"], 1.2), zorder=3))
+        self.ax.text(x, yc - 0.05, "+", ha="center", va="center", fontsize=12,
+                     color=st["text"], weight="bold", zorder=4)
+
+    def arrow(self, x0: float, x1: float, y: float, colour: str = "#333333") -> None:
+        self.ax.add_patch(FancyArrowPatch((x0, y), (x1, y), arrowstyle="-|>", mutation_scale=10,
+                                          linewidth=1.1, color=colour, shrinkA=0, shrinkB=0,
+                                          zorder=1))
+
+    def wrap(self, x_from: float, y_from: float, x_to: float, y_to: float, shape: str) -> None:
+        """The connector from the end of one row to the start of the next, with its shape."""
+        y_mid = (y_from + y_to) / 2
+        self.ax.plot([x_from, x_from, x_to, x_to], [y_from, y_mid, y_mid, y_to + 0.4],
+                     color="#333333", linewidth=1.1, zorder=1)
+        self.ax.add_patch(FancyArrowPatch((x_to, y_to + 0.8), (x_to, y_to), arrowstyle="-|>",
+                                          mutation_scale=10, linewidth=1.1, color="#333333",
+                                          shrinkA=0, shrinkB=0, zorder=1))
+        self.ax.text((x_from + x_to) / 2, y_mid + 0.25, shape, ha="center", va="bottom",
+                     color="#1f4e9a", fontsize=8.5, family="DejaVu Sans Mono",
+                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5}, zorder=2)
+
+
+def draw_you_are_here(lesson: str, config: ViTConfig | None = None) -> plt.Figure:
+    """The model as a three-row map with lesson `lesson`'s part highlighted (about 860 px wide).
+
+    Row 1: image, patches and the embeddings; row 2: the encoder block with its residuals;
+    row 3: the head and the training loss. All numbers come from the config (default: seed).
+    """
+    if lesson not in LESSONS:
+        raise ValueError(f"lesson must be one of {sorted(LESSONS)}, got {lesson!r}")
+    c = config or ViTConfig()
+    recipe = Recipe()
+    model = VisionTransformer(c)
+    total = count_parameters(model)
+    d = c.dim
+    width, height = 86.0, 52.5
+    fig = plt.figure(figsize=(width / 10, height / 10))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    m = _Map(ax, lesson)
+
+    ax.text(2, height - 2.6, f"You are here: lesson {lesson} · {LESSONS[lesson]}", ha="left",
+            va="center", fontsize=13, weight="bold")
+    # Legend: the three states, on the line below the title.
+    lx, ly = 2.0, height - 6.2
+    for label, face, edge, lw in (("this lesson", COLOURS["attn"], HERE_EDGE, 2.4),
+                                  ("built in an earlier lesson", COLOURS["attn"], "#555555", 1.0),
+                                  ("still to come", LATER_FACE, LATER_EDGE, 1.0)):
+        ax.add_patch(FancyBboxPatch((lx, ly - 1.0), 2.6, 2.0,
+                                    boxstyle="round,pad=0,rounding_size=0.4", facecolor=face,
+                                    edgecolor=edge, linewidth=lw))
+        ax.text(lx + 3.3, ly, label, ha="left", va="center", fontsize=9)
+        lx += 3.3 + 0.62 * len(label) + 3.5
+
+    # Row 1: the input image cut into patches, the patch embedding, CLS and position.
+    y1 = 39.0
+    st = m.style("00", "image", "input")
+    side, g = 8.6, c.grid_size
+    left, top = 2.5, y1 + side / 2
+    ax.add_patch(Rectangle((left, top - side), side, side, facecolor=st["face"],
+                           edgecolor=st["edge"], linewidth=st["lw"], zorder=2))
+    grid = m.style("01", "grid", "input")
+    for i in range(1, g):
+        ax.plot([left + i * side / g] * 2, [top - side, top], zorder=3, linewidth=1.6 if
+                grid["edge"] == HERE_EDGE else 0.7, color=grid["edge"] if grid["edge"] ==
+                HERE_EDGE else "#8a98b0" if grid["text"] != LATER_TEXT else LATER_EDGE)
+        ax.plot([left, left + side], [top - i * side / g] * 2, zorder=3, linewidth=1.6 if
+                grid["edge"] == HERE_EDGE else 0.7, color=grid["edge"] if grid["edge"] ==
+                HERE_EDGE else "#8a98b0" if grid["text"] != LATER_TEXT else LATER_EDGE)
+    ax.text(left + side / 2, top - side - 1.2,
+            f"image {c.image_size}×{c.image_size}×{c.in_channels}\n"
+            f"{c.num_patches} patches {c.patch_size}×{c.patch_size}",
+            ha="center", va="top", fontsize=8.5, color=st["text"], weight=st["weight"])
+    m.arrow(left + side, 15.5, y1)
+    m.box(15.5, 37.0, y1, f"patch embedding\nConv2d {c.in_channels}→{d},\n"
+          f"kernel = stride = {c.patch_size}", "embed", "01", "patch_embed", h=7.4)
+    m.arrow(37.0, 40.5, y1)
+    x_end1 = 80.0
+    if model.cls_token is not None:
+        m.box(40.5, 58.0, y1, f"prepend the\nCLS token (1×{d})", "token", "04", "cls")
+        m.arrow(58.0, 61.5, y1)
+        m.box(61.5, x_end1, y1, f"+ position\nembedding ({c.num_tokens}×{d})", "token", "04",
+              "pos")
+    else:
+        m.box(40.5, x_end1, y1, f"+ position\nembedding ({c.num_tokens}×{d})", "token", "04",
+              "pos")
+
+    # Row 2: the encoder block, LN -> MHSA -> (+) -> LN -> MLP -> (+), repeated depth times.
+    y2 = 18.5
+    frame = m.style("03", "block", "block")
+    ax.add_patch(FancyBboxPatch((2.0, y2 - 5.2), 82.0, 12.4,
+                                boxstyle="round,pad=0,rounding_size=1.2", facecolor="#fafafa",
+                                edgecolor=frame["edge"], linewidth=frame["lw"],
+                                linestyle=(0, (5, 3)), zorder=0))
+    ax.text(80.0, y2 + 3.4, "encoder\nblock\n(pre-norm)", ha="center", va="center",
+            fontsize=8.5, color=frame["text"], weight="bold", linespacing=1.1)
+    # The tokens arrive from above into the first LayerNorm.
+    m.wrap((61.5 + x_end1) / 2, y1 - 3.2, 8.25, y2 + 3.2, f"[B, {c.num_tokens}, {d}]")
+    m.box(3.5, 13.0, y2, "Layer-\nNorm", "norm", "03", "norm", h=6.4, size=9)
+    m.arrow(13.0, 15.5, y2)
+    m.box(15.5, 33.5, y2, f"multi-head\nself-attention\n{c.heads} heads × {c.head_dim} dims",
+          "attn", "02", "attn", h=7.4, size=9)
+    m.arrow(33.5, 36.0, y2)
+    m.plus(37.3, y2, "03", "residual")
+    m.arrow(38.6, 41.0, y2)
+    m.box(41.0, 50.5, y2, "Layer-\nNorm", "norm", "03", "norm", h=6.4, size=9)
+    m.arrow(50.5, 53.0, y2)
+    m.box(53.0, 70.0, y2, f"MLP {d}→{c.mlp_dim}\n→ GELU → {d}", "mlp", "03", "mlp", size=9)
+    m.arrow(70.0, 72.5, y2)
+    m.plus(73.8, y2, "03", "residual")
+    res = m.style("03", "residual", "block")
+    res_colour = res["edge"] if res["edge"] == HERE_EDGE else "#555555" if \
+        res["text"] != LATER_TEXT else LATER_EDGE
+    y_top = y2 + 4.6
+    # The two skip connections, drawn above: from the path into each LayerNorm to its (+).
+    for x_from, y_from, x_to in ((8.25, y_top, 37.3), (39.8, y2, 73.8)):
+        ax.plot([x_from, x_from, x_to, x_to], [y_from, y_top, y_top, y2 + 1.3],
+                color=res_colour, linewidth=1.8 if res_colour == HERE_EDGE else 1.0, zorder=1)
+        ax.plot([x_from], [y_from], marker="o", markersize=3.5, color=res_colour, zorder=3)
+        ax.text((x_from + x_to) / 2, y_top + 0.2, "residual (skip)", ha="center", va="bottom",
+                fontsize=8, color=res["text"])
+    ax.text(80.0, y2 - 2.6, f"× {c.depth}", ha="center", va="center", fontsize=15, weight="bold",
+            color=frame["text"] if frame["text"] == LATER_TEXT else "#555555")
+
+    # Row 3: final norm, pooling, head, then the loss against the label and the optimiser.
+    y3 = 5.6
+    m.wrap(77.0, y2 - 5.2, 7.5, y3 + 3.2, f"[B, {c.num_tokens}, {d}]")
+    m.box(2.5, 12.5, y3, "final\nLayerNorm", "norm", "04", "final_norm", size=9)
+    m.arrow(12.5, 15.0, y3)
+    pool = "take the\nCLS token" if model.cls_token is not None else "mean of\nthe tokens"
+    m.box(15.0, 26.0, y3, pool, "token", "04", "pool", size=9)
+    m.arrow(26.0, 28.5, y3)
+    m.box(28.5, 42.0, y3, f"head\nLinear {d}→{c.num_classes}", "head", "04", "head", size=9)
+    m.arrow(42.0, 47.5, y3)
+    ax.text(44.7, y3 + 0.5, f"[B, {c.num_classes}]", ha="center", va="bottom", fontsize=8,
+            color="#1f4e9a", family="DejaVu Sans Mono")
+    m.box(47.5, 61.5, y3, "cross-entropy\nloss", "head", "05", "loss", size=9)
+    m.box(64.5, 74.0, y3, f"label y\n(0–{c.num_classes - 1})", "input", "00", "label", size=9)
+    ax.add_patch(FancyArrowPatch((64.5, y3), (61.5, y3), arrowstyle="-|>", mutation_scale=10,
+                                 linewidth=1.1, color="#333333", shrinkA=0, shrinkB=0))
+    opt = {"adam": "Adam", "adamw": "AdamW"}[recipe.optimizer]
+    m.box(76.5, 85.0, y3, f"{opt}\nlr {recipe.lr:g}", "embed", "05", "optim", size=9)
+    train = m.style("05", "loss", "head")
+    ax.text(66.0, y3 - 4.3, f"gradients update all {total:,} parameters", ha="center",
+            va="center", fontsize=8.5, color=train["text"], style="italic")
+
+    ax.text(width / 2, -1.6, _captions(c, total, recipe)[lesson], ha="center", va="top",
+            fontsize=9.5, color="#222222")
+    fig.set_size_inches(width / 10, (height + 4.5) / 10)
+    ax.set_ylim(-4.5, height)
+    return fig
+
+
+def save_you_are_here(out_dir: Path, lessons: list[str] | None = None) -> list[Path]:
+    """Write out_dir/you_are_here/lesson_NN.png for each lesson (default: all), reproducibly."""
+    folder = out_dir / YOU_ARE_HERE
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for lesson in lessons or sorted(LESSONS):
+        fig = draw_you_are_here(lesson)
+        path = folder / f"lesson_{lesson}.png"
+        fig.savefig(path, dpi=100, metadata={"Software": None})
+        plt.close(fig)
+        paths.append(path)
+    (folder / "DRAWN_WITH.txt").write_text(
+        f"matplotlib {matplotlib.__version__}\n", encoding="utf-8")
+    return paths
+
+
 def save(fig: plt.Figure, out_dir: Path) -> tuple[Path, Path]:
     """Write vit.png and vit.svg into out_dir with reproducible bytes; returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -235,12 +486,19 @@ def save(fig: plt.Figure, out_dir: Path) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", nargs="?", default=str(HERE),
-                        help="folder for vit.png and vit.svg (default: vit_architecture/)")
+                        help="folder for vit.png, vit.svg and you_are_here/ "
+                             "(default: vit_architecture/)")
+    parser.add_argument("--lesson", choices=sorted(LESSONS),
+                        help="draw only this lesson's you_are_here/lesson_NN.png")
     args = parser.parse_args(argv)
-    fig = draw(ViTConfig())
-    png, svg = save(fig, Path(args.out_dir))
-    plt.close(fig)
-    print(f"wrote {png} and {svg}")
+    out_dir = Path(args.out_dir)
+    if args.lesson is None:
+        fig = draw(ViTConfig())
+        png, svg = save(fig, out_dir)
+        plt.close(fig)
+        print(f"wrote {png} and {svg}")
+    paths = save_you_are_here(out_dir, [args.lesson] if args.lesson else None)
+    print(f"wrote {len(paths)} you-are-here picture(s) into {paths[0].parent}")
     return 0
 
 

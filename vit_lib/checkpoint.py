@@ -5,6 +5,7 @@ A checkpoint is one dict saved with torch.save: `format`, `model` (state_dict), 
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -14,29 +15,39 @@ import torch
 from torch import nn
 
 from vit_lib.config import ViTConfig
+from vit_lib.errors import OutputError, UserError
 
 CHECKPOINT_FORMAT = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, unreadable or from an incompatible run."""
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write `state` with torch.save to a temporary file beside `path`, then rename it over
-    `path`: a crash mid-write never leaves a truncated checkpoint behind."""
+    `path`: a crash mid-write never leaves a truncated checkpoint behind.
+
+    An OS error (full disk, read-only folder...) raises OutputError naming `path`; whatever
+    `path` held before is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)   # in memory first: torch reports a full disk as a RuntimeError
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(f"could not write {path} ({exc.strerror or exc})") from exc
         raise
     return path
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from vit_lib.errors import UserError
+
 POOLING = ("cls", "mean")
 POSITION_EMBEDDINGS = ("learned", "sincos2d")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is impossible; the message says how to fix it."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -16,11 +17,18 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from vit_lib.config import ConfigError
+from vit_lib.errors import UserError
+
 ENV_VAR = "VIT_DATA_DIR"
 
 
-class DataNotFoundError(RuntimeError):
+class DataNotFoundError(UserError, RuntimeError):
     """A dataset is neither on disk nor downloadable; the message says where to put it."""
+
+
+class DamagedDataError(DataNotFoundError):
+    """A dataset file is present but empty, cut short or not in its format; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ def dataset_info(name: str) -> DatasetInfo:
     key = name.lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[key]
 
 
@@ -90,16 +98,74 @@ def load_dataset(name: str, train: bool = True, data_dir: str | os.PathLike | No
     info = dataset_info(name)
     root = resolve_data_dir(data_dir)
     cls = getattr(tvd, info.torchvision_class)
+    _check_not_damaged(info, root, train)   # torchvision never replaces a file that is present
     try:
         return cls(root=str(root), train=train, download=False, transform=transform)
     except RuntimeError:
         if not download:
+            _check_not_damaged(info, root, train, checksums=True)
             raise DataNotFoundError(_missing_message(info, root, tried_download=False)) from None
     try:
         root.mkdir(parents=True, exist_ok=True)
         return cls(root=str(root), train=train, download=True, transform=transform)
     except Exception as exc:  # offline, read-only folder, interrupted download...
+        _check_not_damaged(info, root, train, checksums=True)
         raise DataNotFoundError(_missing_message(info, root, tried_download=True, cause=exc)) from None
+
+
+def _idx_problem(path: Path) -> str | None:
+    """Why an IDX file (MNIST's format: zero bytes, type 0x08, ndim, ndim big-endian sizes, then
+    the data) is damaged, or None when its length is what its header promises."""
+    size = path.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if len(head) < 4 or head[:3] != b"\x00\x00\x08" or not 1 <= head[3] <= 4:
+            return "it is not an IDX file (its first bytes are not an MNIST header)"
+        ndim = head[3]
+        dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        return f"it is cut short ({size:,} bytes, not even a whole header)"
+    expected = 4 + 4 * ndim + math.prod(struct.unpack(f">{ndim}I", dims))
+    if size < expected:
+        return f"it is cut short ({size:,} of the {expected:,} bytes its header announces)"
+    if size > expected:
+        return f"it is {size - expected:,} bytes longer than its header announces"
+    return None
+
+
+def _check_not_damaged(info: DatasetInfo, root: Path, train: bool, checksums: bool = False) -> None:
+    """Raise DamagedDataError naming every file of the split that is present but unusable.
+
+    MNIST-style files are checked against their own header (cheap: a stat and 16 bytes);
+    CIFAR-10 files against torchvision's MD5 sums, only when `checksums` (after a failed load).
+    """
+    folder = root / info.folder
+    problems: dict[Path, str] = {}
+    if info.files == _MNIST_FILES:
+        prefix = "train" if train else "t10k"
+        for name in info.files:
+            path = folder / name
+            if name.startswith(prefix) and path.is_file():
+                why = _idx_problem(path)
+                if why:
+                    problems[path] = why
+    elif checksums and info.name == "cifar10":
+        import torchvision.datasets as tvd
+        from torchvision.datasets.utils import check_integrity
+        cls = tvd.CIFAR10
+        for name, md5 in (cls.train_list if train else cls.test_list) + [[cls.meta["filename"],
+                                                                         cls.meta["md5"]]]:
+            path = folder / name
+            if path.is_file() and not check_integrity(str(path), md5):
+                problems[path] = "its MD5 checksum is not the published one (damaged or cut short)"
+    if problems:
+        lines = [f"{info.name}: damaged dataset file{'s' if len(problems) > 1 else ''}:"]
+        lines += [f"  {path.resolve()}: {why}" for path, why in problems.items()]
+        lines.append("  torchvision never replaces a file that is present: delete the damaged "
+                     "file and run again to download it afresh, or replace it with a good copy")
+        raise DamagedDataError("\n".join(lines))
 
 
 def _missing_message(info: DatasetInfo, root: Path, tried_download: bool,
@@ -251,3 +317,17 @@ def get_loaders(dataset: str = "mnist", batch_size: int = 64, data_dir: str | os
                          augment=augment, **stats)
     test = TensorLoader(x_test, y_test, eval_batch_size, shuffle=False, device=device, **stats)
     return train, test
+
+
+def get_test_loader(dataset: str = "mnist", data_dir: str | os.PathLike | None = None,
+                    device: str | torch.device = "cpu", normalize: bool = True,
+                    batch_size: int = 1000, download: bool = True,
+                    test_subset: int | None = None) -> TensorLoader:
+    """The test split alone, as get_loaders serves it (batches of images [B, C, H, W], labels
+    [B], in file order), without reading the training images: for evaluating a model."""
+    info = dataset_info(dataset)
+    stats = dict(mean=info.mean, std=info.std) if normalize else {}
+    x_test, y_test = load_tensors(info.name, False, data_dir, download)
+    if test_subset is not None:
+        x_test, y_test = x_test[:test_subset], y_test[:test_subset]
+    return TensorLoader(x_test, y_test, batch_size, shuffle=False, device=device, **stats)

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vit_lib.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from vit_lib.errors import OutputError, UserError
 from vit_lib.presets import Recipe
 from vit_lib.runtime import amp_context, progress_bar
 
 __all__ = ["train_one_epoch", "evaluate"]
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(UserError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -147,6 +148,24 @@ def evaluate(model: nn.Module, loader, return_predictions: bool = False) -> dict
     return out
 
 
+# Recipe fields a resumed run may change: the rest (optimiser, batch size, schedule shape,
+# inputs, augmentation...) would make the continued run a different experiment.
+RESUMABLE_CHANGES = ("lr", "epochs", "grad_clip", "compile")
+
+
+def _check_resumable(state: dict[str, Any], recipe: Recipe, epochs: int, checkpoint) -> None:
+    """Refuse to resume with a recipe that changes more than RESUMABLE_CHANGES, or too few epochs."""
+    stored = state["recipe"]
+    changed = [f"{name} {stored[name]!r} -> {value!r}" for name, value in recipe.to_dict().items()
+               if name not in RESUMABLE_CHANGES and name in stored and stored[name] != value]
+    if changed:
+        raise CheckpointError(f"{checkpoint} was trained with another recipe ({'; '.join(changed)}); "
+                              f"a resumed run may change only {', '.join(RESUMABLE_CHANGES)}")
+    if epochs < state["epoch"]:
+        raise CheckpointError(f"{checkpoint} already holds {state['epoch']} epochs; "
+                              f"epochs={epochs} would undo training: ask for at least {state['epoch']}")
+
+
 def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: int | None = None,
         checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
         log: Callable[[str], None] | None = print, stop_at_accuracy: float | None = None,
@@ -157,6 +176,13 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
     checkpoint: file written atomically after each epoch; resume=True continues from it.
     stop_at_accuracy: end early once test accuracy (%) reaches this value.
     extra: JSON-able facts stored in the checkpoint (dataset name, seed...).
+
+    Resuming restores weights, optimiser, schedule, RNG and history, and may change only
+    `recipe.lr`, `recipe.grad_clip` and the number of epochs (CheckpointError otherwise).
+    A new lr or epoch count puts the schedule on the curve of the new recipe at the step reached:
+    with a constant schedule (no warmup) more epochs continue exactly as an uninterrupted run of
+    that length; with a cosine one the lr jumps to where the longer curve is at that step.
+    A checkpoint that cannot be written raises OutputError; the previous one stays intact.
     """
     epochs = recipe.epochs if epochs is None else epochs
     device = next(model.parameters()).device
@@ -172,13 +198,21 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
         if state["config"] != model.config.to_dict():
             raise CheckpointError(f"{checkpoint} holds a different model ({state['config']}); "
                                   "resume with the same preset, or use a new output folder")
+        _check_resumable(state, recipe, epochs, checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if state["epochs"] != epochs or state["recipe"]["lr"] != recipe.lr:
+            # continue on the new recipe's curve: lr = base lr x factor at the next step
+            scheduler.base_lrs = [recipe.lr for _ in optimizer.param_groups]
+            for group in optimizer.param_groups:
+                group["initial_lr"] = recipe.lr
+                group["lr"] = recipe.lr * lr_factor(scheduler.last_epoch, total_steps, recipe)
         torch.set_rng_state(state["rng"]["torch"])
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         start_epoch, history = state["epoch"], list(state["history"])
+    saved_epoch = start_epoch if resume else None     # the epoch the checkpoint file holds
     step_model = torch.compile(model) if recipe.compile else model
     amp = amp_context(device)
     for epoch in range(start_epoch, epochs):
@@ -207,14 +241,20 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
                 f"acc {record['test_accuracy']:.2f}%  {seconds:.1f}s "
                 f"({record['images_per_second']:,.0f} img/s)")
         if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "format": CHECKPOINT_FORMAT, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1, "epochs": epochs, "config": model.config.to_dict(),
-                "recipe": recipe.to_dict(), "history": history,
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-                "extra": dict(extra or {})})
+            try:
+                save_checkpoint(checkpoint, {
+                    "format": CHECKPOINT_FORMAT, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "epoch": epoch + 1, "epochs": epochs, "config": model.config.to_dict(),
+                    "recipe": recipe.to_dict(), "history": history,
+                    "rng": {"torch": torch.get_rng_state(),
+                            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                    "extra": dict(extra or {})})
+            except OutputError as exc:
+                kept = ("no checkpoint of this run had been written yet" if saved_epoch is None
+                        else f"the last good checkpoint (epoch {saved_epoch}) is intact")
+                raise OutputError(f"epoch {epoch + 1} finished but {exc}; {kept}") from exc
+            saved_epoch = epoch + 1
         if stop_at_accuracy is not None and record["test_accuracy"] >= stop_at_accuracy:
             break
     return history

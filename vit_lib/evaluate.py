@@ -2,7 +2,9 @@
 
     python -m vit_lib.evaluate --checkpoint runs/seed/checkpoint.pt
 
-Prints the test accuracy and writes a confusion-matrix PNG (default: beside the checkpoint).
+Prints the test accuracy, then writes a confusion-matrix image (default: confusion_matrix.png
+beside the checkpoint). Only the test split is read. A checkpoint that does not record its
+dataset (one written by fit() from Python without extra={"dataset": ...}) needs --dataset.
 """
 from __future__ import annotations
 
@@ -11,44 +13,79 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from vit_lib.data import dataset_info, get_loaders
-from vit_lib.checkpoint import load_checkpoint, model_from_checkpoint
+from vit_lib.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from vit_lib.cli import check_model_fits_dataset, path_arg, run_cli, write_atomically
+from vit_lib.config import ConfigError, ViTConfig
+from vit_lib.data import DATASETS, dataset_info, get_test_loader
 from vit_lib.engine import evaluate
-from vit_lib.runtime import resolve_device
+from vit_lib.errors import OutputError
 from vit_lib.plots import confusion_matrix, plot_confusion_matrix
-from vit_lib.presets import Recipe
-from vit_lib.train import run_cli
+from vit_lib.runtime import resolve_device
+
+IMAGE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vit_lib.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=path_arg, required=True,
+                   help="a checkpoint.pt written by vit_lib.train or fit(), or its run folder")
+    p.add_argument("--dataset", help="evaluate on this dataset (default: the one the checkpoint "
+                                     "records; needed when it records none)")
+    p.add_argument("--data-dir", type=path_arg,
+                   help="dataset folder (default: $VIT_DATA_DIR, else ./data)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--out", type=path_arg, help="confusion-matrix image, .png/.pdf/.svg/.jpg "
+                                                "(default: confusion_matrix.png beside the checkpoint)")
+    p.add_argument("--no-download", action="store_true", help="never try to download data")
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vit_lib.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint.pt written by vit_lib.train")
-    p.add_argument("--data-dir", help="dataset folder (default: $VIT_DATA_DIR, else ./data)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--out", help="confusion-matrix PNG (default: confusion_matrix.png beside "
-                                 "the checkpoint)")
-    p.add_argument("--no-download", action="store_true", help="never try to download data")
-    args = p.parse_args(argv)
-
+    args = build_parser().parse_args(argv)
+    path = args.checkpoint / "checkpoint.pt" if args.checkpoint.is_dir() else args.checkpoint
+    out = args.out or path.with_name("confusion_matrix.png")
+    if out.suffix.lower().lstrip(".") not in IMAGE_FORMATS:
+        raise ConfigError(f"--out {out}: cannot tell the image format from its name; end it in "
+                          f"{', '.join('.' + f for f in IMAGE_FORMATS)}")
     device = resolve_device(args.device)
-    state = load_checkpoint(args.checkpoint)
-    info = dataset_info(state["extra"]["dataset"])
-    recipe = Recipe.from_dict(state["recipe"])
+    state = load_checkpoint(path)
+    config = ViTConfig.from_dict(state["config"])
+    recorded = (state.get("extra") or {}).get("dataset")
+    if args.dataset is None and recorded is None:
+        fits = [d.name for d in DATASETS.values()
+                if (d.image_size, d.channels, d.num_classes)
+                == (config.image_size, config.in_channels, config.num_classes)]
+        raise CheckpointError(
+            f"{path} does not record which dataset it was trained on (fit() was called without "
+            f"extra={{'dataset': ...}}); pass --dataset "
+            f"{' or '.join(fits) if fits else 'NAME'} (its model takes {config.image_size}x"
+            f"{config.image_size}x{config.in_channels} images, {config.num_classes} classes)")
+    info = dataset_info(args.dataset or recorded)
+    check_model_fits_dataset(config, info, path)
+    if recorded is not None and info.name != dataset_info(recorded).name:
+        print(f"note: {path} was trained on {recorded}; evaluating it on {info.name}")
     model = model_from_checkpoint(state, device)
-    _, test_loader = get_loaders(info.name, recipe.batch_size, args.data_dir, device,
-                                 recipe.normalize, download=not args.no_download)
+    test_loader = get_test_loader(info.name, args.data_dir, device, state["recipe"]["normalize"],
+                                  download=not args.no_download)
     result = evaluate(model, test_loader, return_predictions=True)
     matrix = confusion_matrix(result["predictions"], result["labels"], info.num_classes)
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_name("confusion_matrix.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    plot_confusion_matrix(matrix, info.classes, out,
-                          title=f"{info.name}: {result['accuracy']:.2f}% test accuracy")
     print(f"{info.name} test accuracy: {result['accuracy']:.2f}% "
           f"({int(matrix.trace())}/{int(matrix.sum())}), loss {result['loss']:.4f}")
+    sys.stdout.flush()
+    title = f"{info.name}: {result['accuracy']:.2f}% test accuracy"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"could not create the folder of {out} ({exc.strerror or exc}); the "
+                          "accuracy above is complete: choose another --out") from None
+    try:
+        write_atomically(out, lambda tmp: plot_confusion_matrix(matrix, info.classes, tmp, title))
+    except OutputError as exc:
+        raise OutputError(f"{exc}; the accuracy above is complete: choose another --out") from None
     print(f"confusion matrix: {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main, None))
+    sys.exit(run_cli(main, None, interrupted="the evaluation was stopped; nothing was written"))

@@ -24,16 +24,22 @@ def lesson_style(dpi: int = 110) -> None:
 
 def plot_history(histories: dict[str, list[dict[str, Any]]] | list[dict[str, Any]],
                  path: str | os.PathLike | None = None, title: str | None = None):
-    """Loss and test accuracy per epoch; one line per run when given {label: history}."""
+    """Loss and accuracy per epoch; one colour per run, dashed = training split, solid = test.
+
+    histories: one run's history (a list of per-epoch records, as `fit` returns) or
+    {label: history} for several runs.
+    """
     plt = _plt()
     runs = histories if isinstance(histories, dict) else {"run": histories}
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for label, history in runs.items():
+    for index, (label, history) in enumerate(runs.items()):
+        colour = f"C{index % 10}"
         epochs = [r["epoch"] for r in history]
-        ax_loss.plot(epochs, [r["train_loss"] for r in history], "--", label=f"{label} train")
-        ax_loss.plot(epochs, [r["test_loss"] for r in history], "-", label=f"{label} test")
-        ax_acc.plot(epochs, [r["train_accuracy"] for r in history], "--", label=f"{label} train")
-        ax_acc.plot(epochs, [r["test_accuracy"] for r in history], "-", marker="o", label=f"{label} test")
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            ax.plot(epochs, [r[f"train_{key}"] for r in history], "--", color=colour,
+                    label=f"{label} train")
+            ax.plot(epochs, [r[f"test_{key}"] for r in history], "-", marker="o", markersize=3,
+                    color=colour, label=f"{label} test")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
@@ -56,20 +62,35 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
 
 def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str],
                           path: str | os.PathLike | None = None, title: str | None = None):
-    """Heat map of a confusion matrix with the count in each cell."""
+    """Confusion matrix [n, n] (row = true, column = predicted) with the count in every cell.
+
+    The colour shows only the mistakes (off-diagonal counts, with a colour bar); the diagonal,
+    which would dwarf them, is grey with its count written in bold.
+    """
+    import numpy as np
     plt = _plt()
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
-    ax.imshow(matrix.float().log1p(), cmap="Blues")
-    top = matrix.max().item()
+    counts = matrix.detach().cpu().long().numpy()
+    mistakes = np.ma.masked_array(counts, mask=np.eye(n, dtype=bool))
+    top = max(int(mistakes.max()) if mistakes.count() else 0, 1)
+    cmap = plt.get_cmap("Reds").copy()
+    cmap.set_bad("0.85")                          # the masked diagonal
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 + 0.55 * n), max(5.5, 1.0 + 0.5 * n)))
+    image = ax.imshow(mistakes, cmap=cmap, vmin=0, vmax=top)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
+                 label="mistakes (images of the row's class predicted as the column's)")
     for i in range(n):
         for j in range(n):
-            v = matrix[i, j].item()
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                    color="white" if v > top / 3 else "black")
+            v = int(counts[i, j])
+            if i == j:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7, fontweight="bold")
+            elif v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                        color="white" if v > top / 2 else "black")
     ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), classes, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    ax.set(xlabel="predicted class", ylabel="true class",
+           title=title or "confusion matrix (diagonal = correct, grey)")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)

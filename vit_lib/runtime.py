@@ -11,8 +11,10 @@ from typing import Any
 
 import torch
 
+from vit_lib.errors import UserError
 
-class DeviceError(RuntimeError):
+
+class DeviceError(UserError, RuntimeError):
     """The requested device does not exist on this machine."""
 
 

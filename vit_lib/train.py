@@ -3,144 +3,314 @@
     python -m vit_lib.train --preset seed --dataset mnist --epochs 10 --out runs/seed
 
 Writes OUT/checkpoint.pt (after every epoch, atomically), OUT/metrics.json and OUT/curves.png.
-`--resume` continues the run stored in OUT/checkpoint.pt.
+One training at a time per folder: a second one on the same --out is refused while the first
+runs (OUT/.lock). An existing run is never replaced unless you pass --overwrite.
+
+--resume continues the run in OUT from its last checkpoint, with its own preset, dataset, seed,
+batch size and data. With --resume you may also give:
+  --epochs N     train to N epochs in all, e.g. more epochs for a finished run. The learning-rate
+                 schedule is recomputed for N epochs: a constant schedule (the seed preset)
+                 continues unchanged, so the result equals an uninterrupted N-epoch run; a cosine
+                 schedule jumps to where the N-epoch curve is at that step (its lr rises again).
+  --lr X         a new base learning rate from the next step on (e.g. after the loss diverged)
+  --grad-clip X  clip gradients to norm X from the next step on (0 = off)
+  --device, --data-dir, --no-download, --no-progress
+Flags that would change the experiment (--preset, --dataset, --seed, --batch-size, --patch-size,
+--train-subset) are refused unless they repeat the run's own value. Resuming a finished run
+trains nothing and leaves its files as they are.
+
+After a diverged run (NaN loss), OUT/checkpoint.pt holds the last good epoch: continue from it
+with --resume --lr X (lower) or --resume --grad-clip 1.0, or start again with --overwrite --lr X.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import glob
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from vit_lib.config import ConfigError, ViTConfig
-from vit_lib.data import DataNotFoundError, dataset_info, get_loaders
 from vit_lib.checkpoint import CheckpointError, load_checkpoint
+from vit_lib.cli import (Interrupted, Terminated, check_model_fits_dataset,
+                         check_output_folder, non_negative_float,
+                         output_lock, path_arg, positive_float, positive_int, run_cli, seed_int,
+                         write_atomically, write_json)
+from vit_lib.config import ConfigError, ViTConfig
+from vit_lib.data import dataset_info, get_loaders
 from vit_lib.engine import TrainingDivergedError, fit
-from vit_lib.runtime import DeviceError, resolve_device, seed_everything
+from vit_lib.errors import OutputError, UserError
 from vit_lib.model import VisionTransformer, count_parameters
 from vit_lib.presets import PRESETS, Recipe, get_preset
+from vit_lib.runtime import resolve_device, seed_everything
 
-USER_ERRORS = (ConfigError, DataNotFoundError, DeviceError, CheckpointError,
-               TrainingDivergedError, ValueError, FileExistsError)
-
-
-def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
-    """Run a CLI main; a user error prints one 'error:' message and exits 2, no traceback."""
-    try:
-        return main(argv)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the last completed epoch is in the checkpoint; continue with --resume",
-              file=sys.stderr)
-        return 130
+CHECKPOINT, METRICS, CURVES = "checkpoint.pt", "metrics.json", "curves.png"
+RUN_FILES = (CHECKPOINT, METRICS, CURVES, "confusion_matrix.png")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+class RunExistsError(UserError):
+    """The output folder already holds a run and neither --resume nor --overwrite was given."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vit_lib.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="seed", help=f"one of: {', '.join(PRESETS)} (default seed)")
-    p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or cifar10")
-    p.add_argument("--epochs", type=positive_int, help="override the preset's epochs")
+    p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default seed)")
+    p.add_argument("--dataset", help="mnist, fashion-mnist or cifar10 (default mnist)")
+    p.add_argument("--epochs", type=positive_int,
+                   help="override the preset's epochs; with --resume: train to N epochs in all")
     p.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
-    p.add_argument("--lr", type=positive_float, help="override the preset's learning rate")
+    p.add_argument("--lr", type=positive_float,
+                   help="override the preset's learning rate; with --resume: the new base lr")
+    p.add_argument("--grad-clip", type=non_negative_float, metavar="NORM",
+                   help="clip the gradient norm to NORM (0 = off; default: the preset's)")
     p.add_argument("--patch-size", type=positive_int, help="override the model's patch size")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_int, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda or mps")
-    p.add_argument("--data-dir", help="dataset folder (default: $VIT_DATA_DIR, else ./data)")
+    p.add_argument("--data-dir", type=path_arg,
+                   help="dataset folder (default: $VIT_DATA_DIR, else ./data)")
     p.add_argument("--no-download", action="store_true", help="never try to download data")
-    p.add_argument("--out", help="output folder (default runs/PRESET-DATASET)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--out", type=path_arg, help="output folder (default runs/PRESET-DATASET)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (its checkpoint, metrics and figures)")
     p.add_argument("--train-subset", type=positive_int, help="train on the first N images only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    info = dataset_info(args.dataset)
-    out = Path(args.out or f"runs/{args.preset}-{info.name}")
-    ckpt = out / "checkpoint.pt"
+    preset_name = args.preset or "seed"
+    if preset_name not in PRESETS:
+        raise ConfigError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
+    info = dataset_info(args.dataset or "mnist")
+    out = args.out or Path(f"runs/{preset_name}-{info.name}")
+    ckpt = out / CHECKPOINT
     device = resolve_device(args.device)
-    if args.resume:
-        state = load_checkpoint(ckpt)
-        extra = state["extra"]
-        config = ViTConfig.from_dict(state["config"])
-        recipe = Recipe.from_dict(state["recipe"])
-        preset_name, info = extra["preset"], dataset_info(extra["dataset"])
-        seed, epochs, subset = extra["seed"], state["epochs"], extra.get("train_subset")
-        print(f"resuming {ckpt} after epoch {state['epoch']} of {epochs}")
-    else:
-        if ckpt.exists():
-            raise FileExistsError(f"{ckpt} already exists; pass --resume to continue that run "
-                                  "or choose another --out folder")
-        preset = get_preset(args.preset, info.name, {"patch_size": args.patch_size},
-                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-        config, recipe, preset_name = preset.model, preset.recipe, preset.name
-        seed, epochs, subset = args.seed, preset.recipe.epochs, args.train_subset
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
+    if args.resume and not ckpt.is_file():
+        load_checkpoint(ckpt)   # raises the "no checkpoint" error before anything is created
+    check_output_folder(out)
+    with output_lock(out):
+        for leftover in glob.glob(str(out / f"{CHECKPOINT}.*.tmp")) + glob.glob(str(out / ".*.partial.*")):
+            Path(leftover).unlink(missing_ok=True)   # from a run killed mid-write; we hold the lock
+        try:
+            return _resume(args, out, device) if args.resume else _start(args, out, device)
+        except KeyboardInterrupt as exc:
+            raise Interrupted(_saved_state(ckpt), isinstance(exc, Terminated)) from None
+
+
+def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
+    """A new run in `out` (refused when one is there, unless --overwrite)."""
+    existing = [name for name in (CHECKPOINT, METRICS) if (out / name).exists()]
+    if existing and not args.overwrite:
+        raise RunExistsError(f"{out} already holds a run ({', '.join(existing)}); pass --resume "
+                             "to continue it, --overwrite to replace it, or choose another --out")
+    preset = get_preset(args.preset or "seed", args.dataset or "mnist",
+                        {"patch_size": args.patch_size}, epochs=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr, grad_clip=args.grad_clip)
+    if args.overwrite:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    info = dataset_info(args.dataset or "mnist")
+    seed = 0 if args.seed is None else args.seed
+    run = {"preset": preset.name, "dataset": info.name, "seed": seed,
+           "train_subset": args.train_subset}
+    return _train(args, out, device, preset.model, preset.recipe, run, resume=False)
+
+
+def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
+    """Continue the run in `out`: honour --epochs, --lr, --grad-clip; refuse flags that would
+    change the experiment; a finished run is reported and left alone."""
+    ckpt = out / CHECKPOINT
+    state = load_checkpoint(ckpt)
+    config = ViTConfig.from_dict(state["config"])
+    recipe = Recipe.from_dict(state["recipe"])
+    run = _stored_run(args, state, ckpt)
+    info = dataset_info(run["dataset"])
+    check_model_fits_dataset(config, info, ckpt)
+    for flag, given, stored in (("--batch-size", args.batch_size, recipe.batch_size),
+                                ("--patch-size", args.patch_size, config.patch_size)):
+        if given is not None and given != stored:
+            raise ConfigError(f"{flag} {given} differs from the run in {out} ({stored}); a resumed "
+                              f"run keeps it: drop {flag}, or start a new run with --overwrite "
+                              "or another --out")
+    done, planned = state["epoch"], state["epochs"]
+    epochs = planned if args.epochs is None else args.epochs
+    if epochs < done:
+        raise ConfigError(f"--epochs {epochs} is fewer than the {done} epochs {out} has already "
+                          f"trained; give at least {done + 1} to train further")
+    if done >= epochs:
+        for flag, value in (("--lr", args.lr), ("--grad-clip", args.grad_clip)):
+            if value is not None:
+                raise ConfigError(f"{out} holds a finished run ({done} of {done} epochs), so "
+                                  f"{flag} has nothing to act on; add --epochs N (more than "
+                                  f"{done}) to train it further with it")
+        written = _finish_files(out, state, run, config, recipe, device)
+        print(f"{out} holds a finished run ({done} of {done} epochs, test accuracy "
+              f"{state['history'][-1]['test_accuracy']:.2f}%): nothing to train"
+              + (f"; wrote the missing {', '.join(written)}" if written else "; nothing changed")
+              + f". To train it further: --resume --epochs N (N > {done}).")
+        return 0
+    changes = {k: v for k, v in (("lr", args.lr), ("grad_clip", args.grad_clip),
+                                 ("epochs", epochs)) if v is not None and getattr(recipe, k) != v}
+    new_recipe = replace(recipe, **changes)
+    print(f"resuming {ckpt} after epoch {done} of {planned}")
+    for name, value in changes.items():
+        print(f"  {name}: {getattr(recipe, name)} -> {value} from epoch {done + 1}"
+              + (_schedule_note(recipe, epochs) if name == "epochs" else ""))
+    return _train(args, out, device, config, new_recipe, run, resume=True)
+
+
+def _schedule_note(recipe: Recipe, epochs: int) -> str:
+    if recipe.schedule == "constant" and recipe.warmup == 0:
+        return " (constant schedule: it continues unchanged, as in an uninterrupted run)"
+    return (f" (the {recipe.schedule} schedule is recomputed for {epochs} epochs and the lr "
+            "continues from that curve's value at this step)")
+
+
+def _stored_run(args: argparse.Namespace, state: dict[str, Any], ckpt: Path) -> dict[str, Any]:
+    """preset, dataset, seed, train_subset of the stored run (`extra`), checked against the
+    flags; a checkpoint written by fit() without them takes them from --dataset / --seed."""
+    extra = dict(state.get("extra") or {})
+    given = {"preset": args.preset,
+             "dataset": dataset_info(args.dataset).name if args.dataset else None,
+             "seed": args.seed, "train_subset": args.train_subset}
+    flags = {"preset": "--preset", "dataset": "--dataset", "seed": "--seed",
+             "train_subset": "--train-subset"}
+    missing = [flags[k] for k in ("dataset", "seed") if k not in extra and given[k] is None]
+    if missing:
+        raise CheckpointError(
+            f"{ckpt} does not record its {' and '.join(m[2:] for m in missing)} (it was written "
+            "by fit() without extra={'dataset': ..., 'seed': ...}); pass "
+            f"{' and '.join(missing)} with the values that run used so it continues on the "
+            "same data in the same order")
+    if "preset" not in extra and given["preset"] is not None:
+        raise ConfigError(f"{ckpt} records no preset, so --preset cannot be checked against it; "
+                          "drop --preset (the stored model and recipe are used)")
+    run = {}
+    for key in ("preset", "dataset", "seed", "train_subset"):
+        if key in extra:
+            if given[key] is not None and given[key] != extra[key]:
+                raise ConfigError(f"{flags[key]} {given[key]} differs from the run in "
+                                  f"{ckpt.parent} ({extra[key]}); a resumed run keeps it: drop "
+                                  f"{flags[key]}, or start a new run with --overwrite or "
+                                  "another --out")
+            run[key] = extra[key]
+        else:
+            run[key] = given[key]
+    return run
+
+
+def _train(args: argparse.Namespace, out: Path, device: torch.device, config: ViTConfig,
+           recipe: Recipe, run: dict[str, Any], resume: bool) -> int:
+    info = dataset_info(run["dataset"])
+    ckpt = out / CHECKPOINT
+    seed_everything(run["seed"])
     model = VisionTransformer(config).to(device)
     train_loader, test_loader = get_loaders(
         info.name, recipe.batch_size, args.data_dir, device, recipe.normalize, recipe.augment,
-        seed=seed, download=not args.no_download, train_subset=subset)
+        seed=run["seed"], download=not args.no_download, train_subset=run["train_subset"])
+    subset = run["train_subset"]
+    if subset is not None and train_loader.dataset_size < subset:
+        raise ConfigError(f"--train-subset {subset} is more than the {train_loader.dataset_size:,} "
+                          f"training images of {info.name}; give at most that many, or leave it out")
     params = count_parameters(model)
-    print(f"preset {preset_name} on {info.name}: {params:,} parameters, {epochs} epochs, "
+    print(f"preset {run['preset']} on {info.name}: {params:,} parameters, {recipe.epochs} epochs, "
           f"batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}, device {device}")
     wall = time.perf_counter()
-    history = fit(model, train_loader, test_loader, recipe, epochs=epochs, checkpoint=ckpt,
-                  resume=args.resume, progress=not args.no_progress,
-                  extra={"preset": preset_name, "dataset": info.name, "seed": seed,
-                         "train_subset": subset})
+    try:
+        history = fit(model, train_loader, test_loader, recipe, epochs=recipe.epochs,
+                      checkpoint=ckpt, resume=resume, progress=not args.no_progress, extra=run)
+    except TrainingDivergedError as exc:
+        raise TrainingDivergedError(f"{exc}\n  {_retry_hint(ckpt, recipe)}") from None
+    except OutputError as exc:
+        then = ("continue with --resume" if ckpt.is_file() else "run the same command again")
+        raise OutputError(f"{exc}: free some space or fix {out}, then {then}") from None
+    metrics = _metrics(history, run, config, recipe, device, count_parameters(model))
+    metrics["wall_seconds_this_session"] = time.perf_counter() - wall
+    _write_results(out, metrics, history, run)
     final = history[-1]
-    metrics = {
-        "preset": preset_name, "dataset": info.name, "seed": seed, "device": str(device),
-        "params": params, "epochs": epochs, "test_accuracy": final["test_accuracy"],
-        "test_loss": final["test_loss"], "train_accuracy": final["train_accuracy"],
+    print(f"test accuracy {final['test_accuracy']:.2f}% after {recipe.epochs} epochs, "
+          f"{metrics['train_seconds']:.0f}s of training; wrote {out}/{METRICS}, "
+          f"{CHECKPOINT}, {CURVES}")
+    return 0
+
+
+def _retry_hint(ckpt: Path, recipe: Recipe) -> str:
+    lower = f"{recipe.lr / 3:.2g}"
+    if ckpt.is_file():
+        epoch = load_checkpoint(ckpt)["epoch"]
+        return (f"{ckpt} holds epoch {epoch}, the last good one: continue from it with "
+                f"--resume --lr {lower} (or --resume --grad-clip 1.0), or start again with "
+                f"--overwrite --lr {lower}")
+    return (f"no epoch finished, so no checkpoint was written: run the same command again with "
+            f"--lr {lower} (or --grad-clip 1.0)")
+
+
+def _saved_state(ckpt: Path) -> str:
+    """What an interrupted run leaves, read from the checkpoint file itself (so it is true)."""
+    if not ckpt.is_file():
+        return ("no epoch had finished, so no checkpoint was written: run the same command "
+                "again to start over")
+    try:
+        state = load_checkpoint(ckpt)
+    except CheckpointError as exc:
+        return f"the checkpoint could not be read back ({exc})"
+    return (f"{ckpt} holds epoch {state['epoch']} of {state['epochs']}; continue with: "
+            f"python -m vit_lib.train --out {ckpt.parent} --resume")
+
+
+def _metrics(history: list[dict[str, Any]], run: dict[str, Any], config: ViTConfig,
+             recipe: Recipe, device: torch.device, params: int) -> dict[str, Any]:
+    final = history[-1]
+    return {
+        "preset": run["preset"], "dataset": run["dataset"], "seed": run["seed"],
+        "device": str(device), "params": params, "epochs": recipe.epochs,
+        "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
+        "train_accuracy": final["train_accuracy"],
         "train_seconds": sum(r["seconds"] for r in history),
-        "wall_seconds_this_session": time.perf_counter() - wall,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "config": config.to_dict(), "recipe": recipe.to_dict(), "history": history,
     }
-    write_json(out / "metrics.json", metrics)
+
+
+def _write_results(out: Path, metrics: dict[str, Any], history: list[dict[str, Any]],
+                   run: dict[str, Any], only_missing: bool = False) -> list[str]:
+    """Write metrics.json and curves.png (only those missing when only_missing); returns the
+    names written. A failed write says the checkpoint is intact and how to finish."""
     from vit_lib.plots import plot_history
-    plot_history(history, out / "curves.png", title=f"{preset_name} on {info.name}")
-    print(f"test accuracy {final['test_accuracy']:.2f}% after {epochs} epochs, "
-          f"{metrics['train_seconds']:.0f}s of training; wrote {out}/metrics.json, "
-          f"{ckpt.name}, curves.png")
-    return 0
+    writers = {METRICS: lambda: write_json(out / METRICS, metrics),
+               CURVES: lambda: write_atomically(out / CURVES, lambda tmp: plot_history(
+                   history, tmp, title=f"{run['preset']} on {run['dataset']}"))}
+    written = []
+    for name, write in writers.items():
+        if only_missing and (out / name).exists():
+            continue
+        try:
+            write()
+        except OutputError as exc:
+            raise OutputError(f"{exc}; {out / CHECKPOINT} holds the finished run and is intact: "
+                              f"free some space or fix {out}, then run the same command with "
+                              f"--resume to write {METRICS} and {CURVES}") from None
+        written.append(name)
+    return written
+
+
+def _finish_files(out: Path, state: dict[str, Any], run: dict[str, Any], config: ViTConfig,
+                  recipe: Recipe, device: torch.device) -> list[str]:
+    """metrics.json / curves.png of a finished run whose writing was cut short (full disk, a
+    kill after the last checkpoint); files already there are left untouched."""
+    if all((out / name).exists() for name in (METRICS, CURVES)):
+        return []
+    params = count_parameters(VisionTransformer(config))
+    metrics = _metrics(state["history"], run, config, recipe, device, params)
+    return _write_results(out, metrics, state["history"], run, only_missing=True)
 
 
 if __name__ == "__main__":

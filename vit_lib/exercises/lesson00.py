@@ -1,7 +1,8 @@
 """Checks for the exercises of notebook 00 (setup and data).
 
 Each check takes the learner's answer plus the data it was computed from, prints one line of
-feedback (✓ or ✗ with a hint) and returns True / False. None of them raises on a wrong answer.
+feedback (✓ or ✗ with a hint) and returns a `CheckResult` (truthy when passed). None of them
+raises on a wrong answer.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Checks for the exercises of notebook 01 (patches and the patch embedding).
 
-Each check prints one line of feedback (✓ or ✗ with a hint) and returns True / False; a wrong
-answer, or learner code that crashes, never raises.
+Each check prints one line of feedback (✓ or ✗ with a hint) and returns a `CheckResult` (truthy
+when passed); a wrong answer, or learner code that crashes, never raises.
 """
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ EXERCISES = (
     Exercise("01", 2, "number of patches", "check_num_patches"),
     Exercise("01", 3, "patches back to an image", "check_unpatchify"),
 )
+
+
+def _function_name(fn: Callable) -> str:
+    """The name the learner gave their function ("your function" for a lambda or a callable)."""
+    name = getattr(fn, "__name__", "")
+    return name if name.isidentifier() else "your function"
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -100,12 +106,13 @@ def check_num_patches(fn: Callable[[int, int, int], int]) -> CheckResult:
     """fn(height, width, patch_size) -> number of patches; tried on square and oblong images."""
 
     def body() -> str:
+        name = _function_name(fn)
         for h, w, p in _PATCH_CASES:
             expected = (h // p) * (w // p)
             got = fn(h, w, p)
             if isinstance(got, torch.Tensor) and got.numel() == 1:
                 got = got.item()
-            call = f"num_patches({h}, {w}, {p})"
+            call = f"{name}({h}, {w}, {p})"
             if isinstance(got, float):
                 if got == expected:
                     raise Mismatch(f"{call} returned {got}, a float: use integer division // so "

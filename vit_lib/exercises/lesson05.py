@@ -1,7 +1,9 @@
-"""Checks for the exercises of notebook 05 (training): schedule, accuracy, one step, confusion.
+"""Checks for the exercises of notebook 05 (training): schedule, accuracy, one step, confusion
+matrix, gradient clipping.
 
 Every check takes the learner's function, runs it on inputs of its own, prints one line of
-feedback ('✓ ...' or '✗ ...' with a hint) and returns True or False; none raises on a wrong answer.
+feedback ('✓ ...' or '✗ ...' with a hint) and returns a CheckResult (truthy when passed); none
+raises on a wrong answer.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from vit_lib.plots import confusion_matrix
 from vit_lib.presets import Recipe
 
 __all__ = ["check_warmup_cosine", "check_accuracy", "check_training_step",
-           "check_confusion_matrix"]
+           "check_confusion_matrix", "check_clip_gradients"]
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
@@ -29,6 +31,7 @@ EXERCISES = (
     Exercise("05", 2, "accuracy from logits", "check_accuracy"),
     Exercise("05", 3, "one training step", "check_training_step"),
     Exercise("05", 4, "confusion matrix", "check_confusion_matrix"),
+    Exercise("05", 5, "gradient clipping", "check_clip_gradients"),
 )
 
 
@@ -254,3 +257,68 @@ def check_confusion_matrix(fn: Callable[[torch.Tensor, torch.Tensor, int], torch
         return f"{int(expected.trace())} of {len(labels)} on the diagonal, as expected"
 
     return run_check("confusion matrix", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 5: gradient clipping by the global norm
+# ---------------------------------------------------------------------------------------------
+
+def _gradients(scale: float) -> list[torch.Tensor]:
+    """Three parameters [4, 3], [3], [2, 2] whose gradients have global norm 5 * scale."""
+    g = torch.Generator().manual_seed(7)
+    params = []
+    for shape in ((4, 3), (3,), (2, 2)):
+        p = torch.zeros(shape, requires_grad=True)
+        p.grad = torch.randn(shape, generator=g)
+        params.append(p)
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params))
+    for p in params:
+        p.grad.mul_(5.0 * scale / norm)
+    return params
+
+
+@exercise_check()
+def check_clip_gradients(fn: Callable[[list[torch.Tensor], float], float]) -> CheckResult:
+    """fn(parameters, max_norm) -> the global gradient norm before clipping (a float).
+
+    Rescales every p.grad in place, all by the same factor, when the L2 norm of all gradients
+    together exceeds max_norm; leaves them alone otherwise (as torch.nn.utils.clip_grad_norm_).
+    """
+    def body() -> str:
+        for scale, max_norm in ((2.0, 1.0), (0.1, 1.0), (1.0, 2.5)):
+            params = _gradients(scale)
+            before = [p.grad.clone() for p in params]
+            reference = _gradients(scale)
+            expected_norm = float(nn.utils.clip_grad_norm_(reference, max_norm))
+            expected = [p.grad for p in reference]
+            got_norm = _as_float(fn(params, max_norm), "the value you return")
+            got = [p.grad for p in params]
+            case = f"gradients of global norm {expected_norm:.3g} and max_norm {max_norm:g}"
+            if all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(got, expected)):
+                if math.isclose(got_norm, expected_norm, rel_tol=1e-4):
+                    continue
+                total_after = math.sqrt(sum(float((e ** 2).sum()) for e in expected))
+                if math.isclose(got_norm, total_after, rel_tol=1e-4):
+                    raise Mismatch(f"{case}: the gradients are right, but you return the norm "
+                                   "after clipping; return the norm measured before, as "
+                                   "clip_grad_norm_ does (it tells how large the gradient was)")
+                raise Mismatch(f"{case}: the gradients are right, but you return {got_norm:.4g}, "
+                               f"expected the global norm before clipping, {expected_norm:.4g}")
+            if all(torch.equal(a, b) for a, b in zip(got, before)):
+                raise Mismatch(f"{case}: the gradients did not change: multiply every p.grad in "
+                               "place (p.grad.mul_(factor)) when the norm exceeds max_norm")
+            if expected_norm <= max_norm:
+                raise Mismatch(f"{case}: the gradients were already small enough and must stay "
+                               "as they are: only scale down when the norm exceeds max_norm")
+            per_tensor = [b * min(1.0, max_norm / (float(b.norm()) + 1e-6)) for b in before]
+            if all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(got, per_tensor)):
+                raise Mismatch(f"{case}: you clipped each tensor by its own norm; clip by the "
+                               "global norm, sqrt of the sum of the squares of all gradients, so "
+                               "every gradient is scaled by the same factor and the direction "
+                               "is kept")
+            raise Mismatch(f"{case}: after clipping the gradients should be the originals times "
+                           "max_norm / global_norm (global_norm = sqrt of the sum of squares of "
+                           "all gradients)")
+        return "the gradients and the returned norm match clip_grad_norm_ in 3 cases"
+
+    return run_check("gradient clipping", body)
