@@ -32,6 +32,8 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
     (["--lr", "fast"], ["argument --lr: 'fast' is not a number"]),
     (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"],
      ["error: device"]),
+    (["--grad-clip", "x"], ["argument --grad-clip: 'x' is not a number"]),
+    (["--seed", "1.5"], ["argument --seed: '1.5' is not a whole number"]),
 ])
 def test_train_rejects_bad_arguments(args, fragments, tmp_path):
     assert_clean_error(run("vit_lib.train", "--out", str(tmp_path / "r"), "--no-download", *args),
@@ -48,6 +50,7 @@ def test_train_without_data_offline_explains_where_to_put_it(tmp_path):
 def test_resume_without_checkpoint_and_evaluate_of_missing_file(tmp_path):
     assert_clean_error(run("vit_lib.train", "--out", str(tmp_path / "r"), "--resume"),
                        "error: no checkpoint at", "train first")
+    assert not (tmp_path / "r").exists()     # nothing created for a run that is not there
     assert_clean_error(run("vit_lib.evaluate", "--checkpoint", str(tmp_path / "x.pt")),
                        "error: no checkpoint at")
 
@@ -65,10 +68,17 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, data_dir):
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "checkpoint.pt").is_file()
 
     again = run("vit_lib.train", "--out", str(out), *common)     # never overwrite a run
-    assert_clean_error(again, "checkpoint.pt already exists; pass --resume")
-    resumed = run("vit_lib.train", "--out", str(out), "--resume", *common)
-    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr
-    assert json.loads((out / "metrics.json").read_text())["history"] == metrics["history"]
+    assert_clean_error(again, "already holds a run (checkpoint.pt, metrics.json); pass --resume")
+    finished = run("vit_lib.train", "--out", str(out), "--resume", *common)
+    assert finished.returncode == 0, finished.stderr
+    assert "holds a finished run (2 of 2 epochs" in finished.stdout
+    assert json.loads((out / "metrics.json").read_text()) == metrics     # untouched
+    extended = run("vit_lib.train", "--out", str(out), "--resume", "--epochs", "3", *common)
+    assert extended.returncode == 0 and "resuming" in extended.stdout, extended.stderr
+    assert "the cosine schedule is recomputed for 3 epochs" in extended.stdout
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert history[:2] == metrics["history"] and len(history) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
 
     evaluated = run("vit_lib.evaluate", "--checkpoint", str(out / "checkpoint.pt"), *common[:-1])
     assert evaluated.returncode == 0, evaluated.stderr

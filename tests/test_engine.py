@@ -1,4 +1,7 @@
 """Training engine: schedule, resume = uninterrupted, atomic checkpoints, clear failures."""
+import errno
+import os
+
 import pytest
 import torch
 
@@ -7,6 +10,7 @@ from vit_lib.data import TensorLoader, get_loaders
 from vit_lib.checkpoint import (CheckpointError, load_checkpoint, model_from_checkpoint,
                                 save_checkpoint)
 from vit_lib.engine import TrainingDivergedError, build_optimizer, evaluate, fit, lr_factor
+from vit_lib.errors import OutputError
 from vit_lib.runtime import DeviceError, resolve_device, seed_everything
 from vit_lib.model import VisionTransformer
 from vit_lib.presets import Recipe, get_preset
@@ -83,15 +87,82 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"format": 1, "epoch": 1})
 
-    def crash(obj, f, *args, **kwargs):
-        f.write(b"half a checkpoint")
-        raise OSError("disk full")
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OutputError, match=f"could not write {path} \\(No space left on device\\)"):
         save_checkpoint(path, {"format": 1, "epoch": 2})
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1
     assert list(tmp_path.iterdir()) == [path]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="could not write .*file/c.pt"):   # also an OSError
+        save_checkpoint(tmp_path / "file" / "c.pt", {"format": 1})
+
+
+def test_fit_says_which_checkpoint_survived_a_failed_write(tmp_path, monkeypatch):
+    seed_everything(0)
+    train, test = _loaders()
+    real, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OutputError, match=r"epoch 3 finished but could not write .*; the last "
+                                          r"good checkpoint \(epoch 2\) is intact"):
+        fit(VisionTransformer(TINY), train, test, RECIPE, checkpoint=tmp_path / "c.pt",
+            progress=False, log=None)
+    assert load_checkpoint(tmp_path / "c.pt")["epoch"] == 2
+
+
+CONSTANT = Recipe(optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=16, epochs=2)
+
+
+def test_more_epochs_on_a_constant_schedule_equal_an_uninterrupted_run(tmp_path):
+    seed_everything(0)
+    train, test = _loaders()
+    full_model = VisionTransformer(TINY)     # dropout and drop-path: the RNG must carry over
+    full = fit(full_model, train, test, CONSTANT, epochs=4, progress=False, log=None)
+    seed_everything(0)
+    short = VisionTransformer(TINY)
+    fit(short, train, test, CONSTANT, checkpoint=tmp_path / "c.pt", progress=False, log=None)
+    seed_everything(7)
+    extended = VisionTransformer(TINY)
+    history = fit(extended, train, test, CONSTANT, epochs=4, checkpoint=tmp_path / "c.pt",
+                  resume=True, progress=False, log=None)
+    assert [r["test_loss"] for r in history] == [r["test_loss"] for r in full]
+    for name, tensor in full_model.state_dict().items():
+        assert torch.equal(extended.state_dict()[name], tensor), name
+    assert load_checkpoint(tmp_path / "c.pt")["epochs"] == 4
+
+
+def test_resume_may_change_only_lr_epochs_and_grad_clip(tmp_path):
+    from dataclasses import replace
+    seed_everything(0)
+    train, test = _loaders()
+    fit(VisionTransformer(TINY), train, test, RECIPE, epochs=1, checkpoint=tmp_path / "c.pt",
+        progress=False, log=None)
+    with pytest.raises(CheckpointError, match=r"another recipe \(batch_size 16 -> 32; "
+                                              r"schedule 'cosine' -> 'constant'\); a resumed run "
+                                              r"may change only lr, epochs, grad_clip"):
+        fit(VisionTransformer(TINY), train, test, replace(RECIPE, batch_size=32, schedule="constant"),
+            checkpoint=tmp_path / "c.pt", resume=True, progress=False, log=None)
+    lower = replace(RECIPE, lr=1e-3, grad_clip=0.5)
+    history = fit(VisionTransformer(TINY), train, test, lower, epochs=3,
+                  checkpoint=tmp_path / "c.pt", resume=True, progress=False, log=None)
+    # 6 steps per epoch: the 1-epoch cosine curve had reached 0; the resumed run follows the
+    # 3-epoch curve of the new base lr from step 6 on
+    assert history[0]["lr"] == 0.0
+    assert history[1]["lr"] > 0
+    assert history[1]["lr"] == pytest.approx(1e-3 * lr_factor(12, 18, lower), rel=1e-12)
+    assert history[2]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert load_checkpoint(tmp_path / "c.pt")["recipe"]["lr"] == 1e-3
+    with pytest.raises(CheckpointError, match="already holds 3 epochs; epochs=2 would undo"):
+        fit(VisionTransformer(TINY), train, test, lower, epochs=2,
+            checkpoint=tmp_path / "c.pt", resume=True, progress=False, log=None)
 
 
 def test_bad_checkpoints_are_explained(tmp_path):

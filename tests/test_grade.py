@@ -107,25 +107,36 @@ def test_finds_notebooks_in_folders(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["/no/such/folder"], ["--timeout", "0", "x.ipynb"],
-                                  ["--timeout", "soon", "x.ipynb"], []])
+                                  ["--timeout", "soon", "x.ipynb"], [], ["x.ipynb", "--out", "."],
+                                  ["empty"], ["x.ipynb", "--out", "x.ipynb/book.csv"]])
 def test_usage_errors_exit_2(argv, tmp_path, monkeypatch, capsys):
+    from vit_lib.cli import run_cli
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.ipynb").write_text("{}", encoding="utf-8")
-    with pytest.raises(SystemExit) as exc:
-        grade.main(argv)
-    assert exc.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    try:
+        code = run_cli(grade.main, argv)
+    except SystemExit as exc:         # argparse's own usage errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err.strip().splitlines()[-1], err
     assert not (tmp_path / "gradebook.csv").exists()
 
 
 def test_table_and_totals():
     rows = [Row("a.ipynb", "02", 1, "one", "passed", "fine"),
             Row("a.ipynb", "02", 2, "two", "failed", "divide by sqrt(d)")]
-    text = grade.format_file("a.ipynb", rows, 1.25)
+    run = Run(errors=["cell 4: NameError: name 'x' is not defined"], seconds=1.25)
+    text = grade.format_file("a.ipynb", rows, run)
     assert text.splitlines() == ["a.ipynb  (lesson 02, ran 1.2 s)",
                                  "  ✓ 1. one  passed: fine",
                                  "  ✗ 2. two  failed: divide by sqrt(d)",
+                                 "  1 cell(s) raised; the first: cell 4: NameError: name 'x' is not defined",
                                  "  total: 1/2 passed"]
+    not_yet = Row("b.ipynb", "02", 1, "one", "not attempted", NOT_ATTEMPTED)
+    assert grade.format_file("b.ipynb", [not_yet]).splitlines()[1] == f"  · 1. one  {NOT_ATTEMPTED}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,7 +155,8 @@ def test_loop_times_out_within_the_limit_and_bad_files_get_rows(tmp_path):
     out = tmp_path / "book.csv"
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "vit_lib.grade", str(folder), "--timeout", "20",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+                           "--out", str(out), "--executed", str(tmp_path / "executed")],
+                          capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
@@ -157,9 +169,13 @@ def test_loop_times_out_within_the_limit_and_bad_files_get_rows(tmp_path):
     assert list(rows[0]) == list(grade.COLUMNS)
     assert "total: 1/3 passed" in proc.stdout and "gradebook written to" in proc.stdout
     assert elapsed < 20 + 90, f"the whole run took {elapsed:.0f} s for a limit of 20 s"
+    saved = list((tmp_path / "executed").glob("*.ipynb"))
+    assert len(saved) == 1 and saved[0].name.endswith("submissions_loop.ipynb")
+    assert "✓ parameters of the attention layer" in saved[0].read_text(encoding="utf-8")
 
 
-def test_dying_kernel_and_raising_cell(tmp_path):
+def test_dying_kernel_and_raising_cell(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     dies = _write(tmp_path / "02_dies.ipynb", _notebook(CORRECT_PARAMS, "import os\nos._exit(1)",
                                                         "print('never')", lesson=None))
     rows, run = grade_file(dies, 120)
@@ -167,7 +183,9 @@ def test_dying_kernel_and_raising_cell(tmp_path):
     assert "the kernel died" in rows[0].feedback
     raises = _write(tmp_path / "02_raises.ipynb", _notebook(
         "1 / 0", CORRECT_PARAMS, "from vit_lib.exercises.lesson02 import check_masked_attention\n"
-        "result = check_masked_attention(None)", "open('left-behind.txt', 'w').write('x')"))
+        "result = check_masked_attention(None)",
+        "import os\nassert os.path.basename(os.getcwd()) == 'work' and 'vit-grade-' in os.getcwd()\n"
+        "open('left-behind.txt', 'w').write('x')"))
     rows, run = grade_file(raises, 120)
     assert [r.status for r in rows] == ["not attempted", "passed", "not run"]
     assert rows[2].feedback == ("its check check_split_merge_heads() never ran: first error: "

@@ -7,6 +7,7 @@ temporary folder that goes first on PYTHONPATH of a kernel run by this test envi
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +30,21 @@ def _pip(*args: str, cwd: Path) -> None:
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
 
 
+def _build_isolation() -> list[str]:
+    """Build with this environment's setuptools when it can make wheels by itself (>= 70.1, or with
+    the `wheel` package); otherwise pip fetches the build backend from PyPI (a fresh Python 3.11
+    venv has setuptools 65 without `wheel`)."""
+    try:
+        import setuptools
+    except ImportError:
+        return []
+    from packaging.version import Version
+
+    if Version(setuptools.__version__) >= Version("70.1") or importlib.util.find_spec("wheel"):
+        return ["--no-build-isolation"]
+    return []
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A folder holding vit_lib installed from a freshly built wheel (put it on PYTHONPATH)."""
@@ -38,12 +54,7 @@ def installed(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     shutil.copytree(ROOT / "vit_lib", src / "vit_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    try:
-        import setuptools  # noqa: F401  (present: build here, without downloading a build backend)
-        isolation = ["--no-build-isolation"]
-    except ImportError:
-        isolation = []
-    _pip("wheel", "--no-deps", *isolation, "-w", str(tmp / "dist"), str(src), cwd=tmp)
+    _pip("wheel", "--no-deps", *_build_isolation(), "-w", str(tmp / "dist"), str(src), cwd=tmp)
     wheels = list((tmp / "dist").glob("vit_from_scratch-*.whl"))
     assert len(wheels) == 1, wheels
     names = zipfile.ZipFile(wheels[0]).namelist()

@@ -265,3 +265,30 @@ def test_command_writes_and_checks(tmp_path, capsys):
     assert student.main(["--source", str(src)]) == 0
     assert not (src / "student" / "09_old.ipynb").exists(), "a stale lesson is removed"
     capsys.readouterr()
+
+
+# ----------------------------------------------------------------------------------------------
+# TEACHING.md stays true to the lessons
+
+def test_teaching_lessons_table_is_current():
+    teaching = ROOT / "TEACHING.md"
+    assert student.teaching_text(teaching, LESSONS) == teaching.read_text(encoding="utf-8"), \
+        "run `make student` to rewrite the lessons table of TEACHING.md"
+
+
+def test_teaching_homework_table_names_every_exercise():
+    """The in-class / homework split lists each lesson's exercises exactly once, by number and title."""
+    import importlib
+
+    text = (ROOT / "TEACHING.md").read_text(encoding="utf-8")
+    section = text.split("## Which exercises suit homework", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (\d\d) \|(.*)\|\s*$", section, re.MULTILINE)}
+    lessons = sorted(p.name[:2] for p in LESSONS.glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(rows) == lessons
+    for lesson, cells in rows.items():
+        table = importlib.import_module(f"vit_lib.exercises.lesson{lesson}").EXERCISES
+        named = [int(n) for n in re.findall(r"(?:^\s*|\|\s*|,\s*)(\d) ", cells)]
+        assert sorted(named) == [ex.number for ex in table], f"lesson {lesson}: {named}"
+        for ex in table:
+            assert re.search(rf"\b{ex.number} {re.escape(ex.title.split()[0])}", cells, re.IGNORECASE), \
+                f"lesson {lesson}: exercise {ex.number} ({ex.title}) is not named"

@@ -18,8 +18,8 @@ The script stages a book source in `site/_build/src` and builds it with Sphinx w
   and each lesson page's "download .ipynb" button is pointed at the original notebook.
 
 Pages: the site/index.md introduction, the lessons, "Results" (README.md between
-`<!-- results:start -->` and `<!-- results:end -->`), TEACHING.md, and "Student edition"
-(downloads of `notebooks/student/NN_*.ipynb`, one by one and as a zip).
+`<!-- results:start -->` and `<!-- results:end -->`), TEACHING.md, "Student edition"
+(downloads of `notebooks/student/NN_*.ipynb`, one by one and as a zip) and README.md itself.
 """
 from __future__ import annotations
 
@@ -160,9 +160,6 @@ def rewrite_links(text: str, repo_file: str, staged_file: str, stage: Stage,
             stage.errors.append(f"{repo_file}: link '{target}' leaves the repository")
             return target
         page = stage.pages.get(repo_path)
-        if repo_path == "README.md":
-            # The README itself is not a page: its results section is, the rest is the intro.
-            page, anchor = ("results.md", "") if frag.startswith("results") else ("index.md", "")
         if page is not None:
             rel = posixpath.relpath(page, here)
             if kind == "html":
@@ -298,6 +295,13 @@ def results_page(stage: Stage) -> None:
         rewrite_links(text, "README.md", "results.md", stage), encoding="utf-8")
 
 
+def readme_page(stage: Stage) -> None:
+    """README.md as a page of its own (setup, command line, tests), links resolved."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (stage.src / "README.md").write_text(
+        rewrite_links(text, "README.md", "README.md", stage), encoding="utf-8")
+
+
 def teaching_page(stage: Stage) -> None:
     """TEACHING.md, links resolved; it must exist."""
     path = ROOT / "TEACHING.md"
@@ -377,7 +381,8 @@ def write_toc(lessons: list[Path], stage: Stage) -> None:
              "format: jb-book", "root: index", "parts:", "  - caption: Lessons", "    chapters:"]
     lines += [f"      - file: notebooks/{p.stem}" for p in lessons]
     lines += ["  - caption: More", "    chapters:", "      - file: results",
-              "      - file: TEACHING", "      - file: downloads", ""]
+              "      - file: TEACHING", "      - file: downloads", "      - file: README",
+              "        title: The repository's README", ""]
     (stage.src / "_toc.yml").write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -452,14 +457,15 @@ def build(build_dir: Path, quiet: bool = False) -> Path:
     shutil.copytree(SITE, src, ignore=shutil.ignore_patterns("_build", "*.ipynb_checkpoints"))
     stage = Stage(src=src)
     stage.pages = {f"notebooks/{p.name}": f"notebooks/{p.name}" for p in lessons}
-    stage.pages.update({"TEACHING.md": "TEACHING.md", "site/index.md": "index.md",
-                        **VIRTUAL_PAGES})
+    stage.pages.update({"TEACHING.md": "TEACHING.md", "README.md": "README.md",
+                        "site/index.md": "index.md", **VIRTUAL_PAGES})
     for lesson in lessons:
         stage_lesson(lesson, stage)
     index = (SITE / "index.md").read_text(encoding="utf-8")
     (src / "index.md").write_text(rewrite_links(index, "site/index.md", "index.md", stage),
                                   encoding="utf-8")
     results_page(stage)
+    readme_page(stage)
     teaching_page(stage)
     downloads_page(lessons, stage)
     write_toc(lessons, stage)

@@ -280,13 +280,16 @@ class _Map:
         self.ax, self.lesson = ax, lesson
 
     def style(self, built_in: str, part: str, kind: str) -> dict:
+        """Colours and line widths of a part: box face and edge, text, and plain lines."""
         state = _state(self.lesson, built_in, part)
         if state == "later":
-            return {"face": LATER_FACE, "edge": LATER_EDGE, "lw": 1.0, "text": LATER_TEXT,
-                    "weight": "normal"}
-        return {"face": COLOURS[kind], "edge": HERE_EDGE if state == "here" else "#555555",
-                "lw": 2.8 if state == "here" else 1.0, "text": "#111111",
-                "weight": "bold" if state == "here" else "normal"}
+            return {"state": state, "face": LATER_FACE, "edge": LATER_EDGE, "lw": 1.0,
+                    "text": LATER_TEXT, "weight": "normal", "line": LATER_EDGE, "line_lw": 1.0}
+        here = state == "here"
+        return {"state": state, "face": COLOURS[kind], "edge": HERE_EDGE if here else "#555555",
+                "lw": 2.8 if here else 1.0, "text": "#111111",
+                "weight": "bold" if here else "normal",
+                "line": HERE_EDGE if here else "#555555", "line_lw": 1.8 if here else 1.0}
 
     def box(self, x0: float, x1: float, yc: float, text: str, kind: str, built_in: str,
             part: str, h: float = 6.4, size: float = 9.5) -> tuple[float, float]:
@@ -365,14 +368,14 @@ def draw_you_are_here(lesson: str, config: ViTConfig | None = None) -> plt.Figur
     left, top = 2.5, y1 + side / 2
     ax.add_patch(Rectangle((left, top - side), side, side, facecolor=st["face"],
                            edgecolor=st["edge"], linewidth=st["lw"], zorder=2))
-    grid = m.style("01", "grid", "input")
+    grid = m.style("01", "grid", "input")           # the patch grid is lesson 01's
+    grid_colour = {"here": HERE_EDGE, "done": "#8a98b0", "later": LATER_EDGE}[grid["state"]]
+    grid_lw = 1.6 if grid["state"] == "here" else 0.7
     for i in range(1, g):
-        ax.plot([left + i * side / g] * 2, [top - side, top], zorder=3, linewidth=1.6 if
-                grid["edge"] == HERE_EDGE else 0.7, color=grid["edge"] if grid["edge"] ==
-                HERE_EDGE else "#8a98b0" if grid["text"] != LATER_TEXT else LATER_EDGE)
-        ax.plot([left, left + side], [top - i * side / g] * 2, zorder=3, linewidth=1.6 if
-                grid["edge"] == HERE_EDGE else 0.7, color=grid["edge"] if grid["edge"] ==
-                HERE_EDGE else "#8a98b0" if grid["text"] != LATER_TEXT else LATER_EDGE)
+        ax.plot([left + i * side / g] * 2, [top - side, top], zorder=3, linewidth=grid_lw,
+                color=grid_colour)
+        ax.plot([left, left + side], [top - i * side / g] * 2, zorder=3, linewidth=grid_lw,
+                color=grid_colour)
     ax.text(left + side / 2, top - side - 1.2,
             f"image {c.image_size}×{c.image_size}×{c.in_channels}\n"
             f"{c.num_patches} patches {c.patch_size}×{c.patch_size}",
@@ -415,13 +418,12 @@ def draw_you_are_here(lesson: str, config: ViTConfig | None = None) -> plt.Figur
     m.arrow(70.0, 72.5, y2)
     m.plus(73.8, y2, "03", "residual")
     res = m.style("03", "residual", "block")
-    res_colour = res["edge"] if res["edge"] == HERE_EDGE else "#555555" if \
-        res["text"] != LATER_TEXT else LATER_EDGE
+    res_colour = res["line"]
     y_top = y2 + 4.6
     # The two skip connections, drawn above: from the path into each LayerNorm to its (+).
     for x_from, y_from, x_to in ((8.25, y_top, 37.3), (39.8, y2, 73.8)):
         ax.plot([x_from, x_from, x_to, x_to], [y_from, y_top, y_top, y2 + 1.3],
-                color=res_colour, linewidth=1.8 if res_colour == HERE_EDGE else 1.0, zorder=1)
+                color=res_colour, linewidth=res["line_lw"], zorder=1)
         ax.plot([x_from], [y_from], marker="o", markersize=3.5, color=res_colour, zorder=3)
         ax.text((x_from + x_to) / 2, y_top + 0.2, "residual (skip)", ha="center", va="bottom",
                 fontsize=8, color=res["text"])

@@ -21,6 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from vit_lib.checkpoint import CheckpointError
 from vit_lib.config import ConfigError, ViTConfig
 from vit_lib.data import DatasetInfo
 from vit_lib.errors import OutputError, RunInUseError, UserError
@@ -38,7 +39,9 @@ class Terminated(KeyboardInterrupt):
 
 
 class Interrupted(KeyboardInterrupt):
-    """An interrupt (Ctrl-C or SIGTERM) with a sentence saying what was kept and how to go on."""
+    """An interrupt (Ctrl-C or SIGTERM) with a sentence saying what was kept and how to go on.
+    Raise it from an `except KeyboardInterrupt` block; run_cli reports SIGTERM (exit 143) when
+    it interrupts a Terminated or `terminated` is true, else Ctrl-C (exit 130)."""
 
     def __init__(self, hint: str, terminated: bool = False) -> None:
         super().__init__(hint)
@@ -66,7 +69,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated) or getattr(exc, "terminated", False)
+        terminated = (isinstance(exc, Terminated) or getattr(exc, "terminated", False)
+                      or isinstance(exc.__context__, Terminated))   # raised while handling one
         hint = exc.hint if isinstance(exc, Interrupted) else interrupted
         print(f"{'stopped by SIGTERM' if terminated else 'interrupted (Ctrl-C)'}: {hint}",
               file=sys.stderr)
@@ -202,3 +206,11 @@ def check_model_fits_dataset(config: ViTConfig, info: DatasetInfo, source: Path)
             f"{config.in_channels} images and predicts {config.num_classes} classes, but "
             f"{info.name} has {info.image_size}x{info.image_size}x{info.channels} images and "
             f"{info.num_classes} classes; use the dataset it was trained on")
+
+
+def require_keys(state: dict[str, Any], keys: Sequence[str], source: Path) -> None:
+    """CheckpointError naming the entries a checkpoint lacks (one assembled by hand, say)."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"{source} lacks {', '.join(missing)}: it was not written by "
+                              "vit_lib's fit() or train, so it cannot be used here")

@@ -98,6 +98,9 @@ def load_dataset(name: str, train: bool = True, data_dir: str | os.PathLike | No
     info = dataset_info(name)
     root = resolve_data_dir(data_dir)
     cls = getattr(tvd, info.torchvision_class)
+    if root.exists() and not root.is_dir():
+        raise DataNotFoundError(f"the data folder {root} is a file, not a folder; point "
+                                f"--data-dir / ${ENV_VAR} at the folder that holds {info.folder}/")
     _check_not_damaged(info, root, train)   # torchvision never replaces a file that is present
     try:
         return cls(root=str(root), train=train, download=False, transform=transform)

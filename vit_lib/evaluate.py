@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from vit_lib.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from vit_lib.cli import check_model_fits_dataset, path_arg, run_cli, write_atomically
+from vit_lib.cli import (check_model_fits_dataset, path_arg, require_keys, run_cli,
+                         write_atomically)
 from vit_lib.config import ConfigError, ViTConfig
 from vit_lib.data import DATASETS, dataset_info, get_test_loader
 from vit_lib.engine import evaluate
@@ -45,11 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = args.checkpoint / "checkpoint.pt" if args.checkpoint.is_dir() else args.checkpoint
     out = args.out or path.with_name("confusion_matrix.png")
+    if out.is_dir():
+        out = out / "confusion_matrix.png"
     if out.suffix.lower().lstrip(".") not in IMAGE_FORMATS:
         raise ConfigError(f"--out {out}: cannot tell the image format from its name; end it in "
                           f"{', '.join('.' + f for f in IMAGE_FORMATS)}")
     device = resolve_device(args.device)
     state = load_checkpoint(path)
+    require_keys(state, ("model", "config", "recipe"), path)
     config = ViTConfig.from_dict(state["config"])
     recorded = (state.get("extra") or {}).get("dataset")
     if args.dataset is None and recorded is None:

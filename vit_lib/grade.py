@@ -19,7 +19,8 @@ Output: a table on stdout with a total per file, and a CSV gradebook (`--out`, d
 gradebook.csv) with the columns file, lesson, exercise, title, passed, status, feedback.
 status is one of: passed, failed, not attempted, not run, timed out (exercise rows), and
 invalid notebook, unknown lesson (one row for a file that could not be graded at all).
-Exit status 0 when the gradebook was written (whatever the students scored), 2 on a usage error.
+Exit status 0 when the gradebook was written (whatever the students scored), 2 on a usage error,
+130 on Ctrl-C (after writing the gradebook of the notebooks graded until then).
 
 Not a security sandbox: the submission runs with your user's rights. The time limit and the
 temporary copy protect against accidents; run untrusted submissions inside a container.
@@ -36,10 +37,13 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from vit_lib.cli import Interrupted, positive_float, run_cli, write_atomically
+from vit_lib.errors import UserError
 from vit_lib.exercises.common import RESULTS_ENV, Exercise
 
 DEFAULT_TIMEOUT = 600.0
@@ -47,8 +51,8 @@ COLUMNS = ("file", "lesson", "exercise", "title", "passed", "status", "feedback"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class UsageError(ValueError):
-    """The command line names something that cannot be graded at all."""
+class UsageError(UserError):
+    """The command line names something that cannot be graded at all (exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -137,12 +141,19 @@ def read_submission(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read the file: {exc}") from None
     try:
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():    # e.g. cells without ids, from an older Jupyter
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # NotJSONError, a missing nbformat key, a future version, ...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"not a valid notebook ({reason[:200]})") from None
     if not isinstance(nb.get("cells"), list):
         raise ValueError("not a valid notebook (no list of cells)")
+    for index, cell in enumerate(nb.cells):
+        if not isinstance(cell, dict) or "cell_type" not in cell:
+            raise ValueError(f"not a valid notebook (cell {index} has no cell_type)")
+        if nb.nbformat_minor >= 5 and "id" not in cell:
+            cell["id"] = f"cell-{index}"
     return nb
 
 
@@ -215,8 +226,12 @@ async def _run(nb: Any, workdir: Path, env: dict[str, str], limit: float,
 
 
 def run_notebook(nb: Any, name: str, limit: float = DEFAULT_TIMEOUT,
-                 executed_dir: Path | None = None) -> Run:
-    """Run a copy of nb in a fresh kernel inside a new temporary folder; collect what it recorded."""
+                 executed_dir: Path | None = None, saved_as: str | None = None) -> Run:
+    """Run a copy of nb in a fresh kernel inside a new temporary folder; collect what it recorded.
+
+    Whatever kernel the notebook's metadata names, it runs in this interpreter's ipykernel.
+    With executed_dir, the executed notebook is saved there as `saved_as` (default: name).
+    """
     import nbformat
 
     run = Run()
@@ -229,7 +244,10 @@ def run_notebook(nb: Any, name: str, limit: float = DEFAULT_TIMEOUT,
         env = dict(os.environ, **{RESULTS_ENV: str(results_file)})
         env.pop("JPY_PARENT_PID", None)
         with open(Path(tmp) / "kernel.log", "wb") as log:   # the kernel's own stdout/stderr
-            run.stopped, run.timed_out = asyncio.run(_run(nb, workdir, env, limit, log))
+            try:
+                run.stopped, run.timed_out = asyncio.run(_run(nb, workdir, env, limit, log))
+            except Exception as exc:                 # e.g. no python3 kernel (ipykernel missing)
+                run.stopped = f"the kernel could not start: {type(exc).__name__}: {exc}"[:300]
         run.seconds = time.perf_counter() - start
         run.errors = _cell_errors(nb)
         if results_file.is_file():
@@ -242,7 +260,7 @@ def run_notebook(nb: Any, name: str, limit: float = DEFAULT_TIMEOUT,
                     run.results.append(record)
     if executed_dir is not None:
         executed_dir.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, executed_dir / name)
+        nbformat.write(nb, executed_dir / (saved_as or name))
     return run
 
 
@@ -290,7 +308,8 @@ def grade_file(path: Path, limit: float = DEFAULT_TIMEOUT, executed_dir: Path | 
         return [Row(file, lesson, None, "", "unknown lesson",
                     f"{what}: vit_lib.exercises has no such lesson; set the notebook metadata "
                     "vit_lib.lesson or name the file NN_*.ipynb after its lesson")], None
-    run = run_notebook(nb, path.name, limit, executed_dir)
+    saved_as = re.sub(r"[^\w.-]+", "_", file).strip("_.") or path.name   # alice/01.ipynb -> alice_01.ipynb
+    run = run_notebook(nb, path.name, limit, executed_dir, saved_as)
     return rows_for_run(file, lesson, exercises, run), run
 
 
@@ -300,10 +319,10 @@ def grade_file(path: Path, limit: float = DEFAULT_TIMEOUT, executed_dir: Path | 
 MARKS = {"passed": "✓", "failed": "✗", "not attempted": "·", "not run": "!", "timed out": "⏱"}
 
 
-def format_file(file: str, rows: Sequence[Row], seconds: float | None = None) -> str:
-    """A readable block for one file: one line per exercise and its total."""
+def format_file(file: str, rows: Sequence[Row], run: Run | None = None) -> str:
+    """A readable block for one file: one line per exercise, the cells that raised, the total."""
     lesson = next((r.lesson for r in rows if r.lesson), "?")
-    head = f"{file}  (lesson {lesson}" + (f", ran {seconds:.1f} s)" if seconds is not None else ")")
+    head = f"{file}  (lesson {lesson}" + (f", ran {run.seconds:.1f} s)" if run is not None else ")")
     lines = [head]
     graded = [r for r in rows if r.exercise is not None]
     width = max((len(r.title) for r in graded), default=0)
@@ -311,31 +330,41 @@ def format_file(file: str, rows: Sequence[Row], seconds: float | None = None) ->
         if r.exercise is None:
             lines.append(f"  {r.status}: {r.feedback}")
             continue
-        lines.append(f"  {MARKS.get(r.status, '?')} {r.exercise}. {r.title:<{width}}  "
-                     f"{r.status}" + (f": {r.feedback}" if r.feedback else ""))
+        said = r.feedback if r.feedback.startswith(r.status) else (
+            f"{r.status}: {r.feedback}" if r.feedback else r.status)
+        lines.append(f"  {MARKS.get(r.status, '?')} {r.exercise}. {r.title:<{width}}  {said}")
+    if run is not None and run.errors:
+        lines.append(f"  {len(run.errors)} cell(s) raised; the first: {run.errors[0]}")
     passed = sum(r.passed for r in graded)
     lines.append(f"  total: {passed}/{len(graded)} passed")
     return "\n".join(lines)
 
 
 def write_gradebook(rows: Sequence[Row], out: Path) -> None:
-    """The CSV gradebook, one row per (file, lesson, exercise); UTF-8 with a header."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row.as_csv())
+    """The CSV gradebook, one row per (file, lesson, exercise); UTF-8 with a header, written
+    atomically (an interrupted write leaves the previous file)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row.as_csv())
+
+    check_writable(out)
+    write_atomically(out, write)
 
 
-def _positive_seconds(text: str) -> float:
+def check_writable(out: Path) -> None:
+    """Fail early (UsageError) when the gradebook cannot be written where --out says."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder: give a file name such as gradebook.csv")
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the time limit must be more than 0 seconds")
-    return value
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".gradebook-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc}); "
+                         "give a file in a folder you can write to") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "run untrusted submissions inside a container.")
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION_OR_FOLDER",
                         help="notebooks, or folders searched for *.ipynb")
-    parser.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT,
                         metavar="SECONDS",
                         help=f"time limit for each whole notebook (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--out", type=Path, default=Path("gradebook.csv"),
@@ -354,19 +383,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--executed", type=Path, default=None, metavar="FOLDER",
                         help="also save each executed notebook there, to read its errors")
     args = parser.parse_args(argv)
-    try:
-        paths = find_notebooks(args.submissions)
-    except UsageError as exc:
-        parser.error(str(exc))
-    if args.out.exists() and args.out.is_dir():
-        parser.error(f"--out {args.out} is a folder: give a file name such as gradebook.csv")
+    paths = find_notebooks(args.submissions)
+    check_writable(args.out)                 # before an hour of grading, not after
 
     rows: list[Row] = []
     start = time.perf_counter()
-    for path in paths:
-        file_rows, run = grade_file(path, args.timeout, args.executed)
+    for done, path in enumerate(paths):
+        try:
+            file_rows, run = grade_file(path, args.timeout, args.executed)
+        except KeyboardInterrupt:
+            write_gradebook(rows, args.out)
+            raise Interrupted(f"the gradebook of the {done} notebook(s) graded before was written "
+                              f"to {args.out}") from None
         rows += file_rows
-        print(format_file(str(path), file_rows, run.seconds if run else None), flush=True)
+        print(format_file(str(path), file_rows, run), flush=True)
         print(flush=True)
     write_gradebook(rows, args.out)
     graded = [r for r in rows if r.exercise is not None]
@@ -377,4 +407,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, None))

@@ -22,7 +22,8 @@ The lessons `notebooks/NN_*.ipynb` are the full edition. Each exercise there has
 The output is the same bytes on every run (written the way nbformat writes notebooks). The same
 command also gives every solution cell of the full edition nbgrader's cell metadata (only cell
 metadata is touched, and only when it differs), so a course running nbgrader can use the full
-edition as its source notebooks as it is: see TEACHING.md.
+edition as its source notebooks as it is: see TEACHING.md. Last, it rewrites the lessons table
+of TEACHING.md (title, prerequisites, time and exercises of each lesson, read from the notebooks).
 """
 from __future__ import annotations
 
@@ -265,7 +266,7 @@ def nbgrader_solution_metadata(grade_id: str) -> dict[str, Any]:
             "solution": True, "task": False}
 
 
-def mark_nbgrader_cells(nb: dict[str, Any], lesson: str) -> bool:
+def mark_nbgrader_cells(nb: dict[str, Any], lesson: str, where: str = "notebook") -> bool:
     """Give each code cell holding a solution region nbgrader's solution metadata, in place.
 
     grade_id is `lessonNN-exK` (K from the `### Exercise K` heading above it; `-2`, `-3` for a
@@ -286,7 +287,7 @@ def mark_nbgrader_cells(nb: dict[str, Any], lesson: str) -> bool:
         if cell.get("cell_type") != "code":
             continue
         metadata = cell.setdefault("metadata", {})
-        has_region = bool(solution_regions(source.split("\n"), f"cell {index}"))
+        has_region = bool(solution_regions(source.split("\n"), f"{where}, cell {index}"))
         if has_region:
             base = f"{prefix}ex{exercise}" if exercise else f"{prefix}solution"
             used[base] = used.get(base, 0) + 1
@@ -335,7 +336,11 @@ def student_notebook(nb: dict[str, Any], source_dir: Path, student_names: set[st
     from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
     import nbformat
 
-    node = nbformat.from_dict(copy.deepcopy(nb))
+    nb = copy.deepcopy(nb)
+    if nb.get("nbformat", 4) == 4 and nb.get("nbformat_minor", 0) >= 5:
+        for index, cell in enumerate(nb.get("cells", [])):
+            cell.setdefault("id", f"cell-{index}")    # nbformat 4.5 requires ids; keep them stable
+    node = nbformat.from_dict(nb)
     resources: dict[str, Any] = {}
     node, _ = TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG}).preprocess(node, resources)
     node, _ = ClearOutputPreprocessor().preprocess(node, resources)
@@ -386,7 +391,7 @@ def build_student_edition(source_dir: Path) -> dict[str, str]:
     for path in paths:
         nb = read_notebook(path)
         marked = copy.deepcopy(nb)
-        mark_nbgrader_cells(marked, lesson_of(path, nb))
+        mark_nbgrader_cells(marked, lesson_of(path, nb), path.name)
         edition[path.name] = dumps_notebook(student_notebook(marked, source_dir, names, path.name))
     return edition
 
@@ -396,7 +401,7 @@ def mark_full_edition(source_dir: Path, write: bool = True) -> list[Path]:
     changed = []
     for path in lesson_paths(source_dir):
         nb = read_notebook(path)
-        if mark_nbgrader_cells(nb, lesson_of(path, nb)):
+        if mark_nbgrader_cells(nb, lesson_of(path, nb), path.name):
             changed.append(path)
             if write:
                 path.write_text(dumps_notebook(nb), encoding="utf-8")
@@ -490,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vit_lib.student",
         description="Write the student edition notebooks/student/NN_*.ipynb from the lessons "
-                    "(solutions removed, outputs cleared) and mark the lessons' solution cells "
-                    "for nbgrader.")
+                    "(solutions removed, outputs cleared), mark the lessons' solution cells "
+                    "for nbgrader and rewrite the lessons table of TEACHING.md.")
     parser.add_argument("--source", type=Path, default=ROOT / "notebooks",
                         help="folder of the full edition NN_*.ipynb (default: notebooks/)")
     parser.add_argument("--out", type=Path, default=None,

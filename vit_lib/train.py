@@ -17,15 +17,18 @@ batch size and data. With --resume you may also give:
   --device, --data-dir, --no-download, --no-progress
 Flags that would change the experiment (--preset, --dataset, --seed, --batch-size, --patch-size,
 --train-subset) are refused unless they repeat the run's own value. Resuming a finished run
-trains nothing and leaves its files as they are.
+trains nothing and changes nothing (it only writes metrics.json / curves.png if they are missing).
 
 After a diverged run (NaN loss), OUT/checkpoint.pt holds the last good epoch: continue from it
 with --resume --lr X (lower) or --resume --grad-clip 1.0, or start again with --overwrite --lr X.
+
+Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run and say which epoch the checkpoint holds.
+A mistake you can fix (a bad value, missing or damaged data, an unwritable --out) prints one
+"error:" line (exit 2); --out is checked before training starts.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import time
 from dataclasses import replace
@@ -35,10 +38,9 @@ from typing import Any, Sequence
 import torch
 
 from vit_lib.checkpoint import CheckpointError, load_checkpoint
-from vit_lib.cli import (Interrupted, Terminated, check_model_fits_dataset,
-                         check_output_folder, non_negative_float,
-                         output_lock, path_arg, positive_float, positive_int, run_cli, seed_int,
-                         write_atomically, write_json)
+from vit_lib.cli import (Interrupted, Terminated, check_model_fits_dataset, check_output_folder,
+                         non_negative_float, output_lock, path_arg, positive_float, positive_int,
+                         require_keys, run_cli, seed_int, write_atomically, write_json)
 from vit_lib.config import ConfigError, ViTConfig
 from vit_lib.data import dataset_info, get_loaders
 from vit_lib.engine import TrainingDivergedError, fit
@@ -97,8 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_checkpoint(ckpt)   # raises the "no checkpoint" error before anything is created
     check_output_folder(out)
     with output_lock(out):
-        for leftover in glob.glob(str(out / f"{CHECKPOINT}.*.tmp")) + glob.glob(str(out / ".*.partial.*")):
-            Path(leftover).unlink(missing_ok=True)   # from a run killed mid-write; we hold the lock
+        for pattern in (f"{CHECKPOINT}.*.tmp", ".*.partial.*"):   # left by a kill mid-write
+            for leftover in out.glob(pattern):
+                leftover.unlink(missing_ok=True)              # safe: we hold the folder
         try:
             return _resume(args, out, device) if args.resume else _start(args, out, device)
         except KeyboardInterrupt as exc:
@@ -129,6 +132,8 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     change the experiment; a finished run is reported and left alone."""
     ckpt = out / CHECKPOINT
     state = load_checkpoint(ckpt)
+    require_keys(state, ("model", "optimizer", "scheduler", "epoch", "epochs", "config", "recipe",
+                         "history", "rng"), ckpt)
     config = ViTConfig.from_dict(state["config"])
     recipe = Recipe.from_dict(state["recipe"])
     run = _stored_run(args, state, ckpt)
@@ -145,6 +150,10 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     if epochs < done:
         raise ConfigError(f"--epochs {epochs} is fewer than the {done} epochs {out} has already "
                           f"trained; give at least {done + 1} to train further")
+    if done == epochs < planned:
+        raise ConfigError(f"--epochs {epochs} asks for the {done} epochs {out} has already "
+                          f"trained, so there is nothing to train; leave --epochs out to finish "
+                          f"the {planned} planned, or give more than {done}")
     if done >= epochs:
         for flag, value in (("--lr", args.lr), ("--grad-clip", args.grad_clip)):
             if value is not None:
