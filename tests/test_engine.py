@@ -242,3 +242,30 @@ def test_short_run_on_real_mnist_beats_an_untrained_model(data_dir):
     history = fit(model, train, test, recipe, progress=False, log=None)
     assert untrained < 25
     assert history[-1]["test_accuracy"] > 85, history   # 90.8% measured
+
+
+def test_resume_restores_the_fp16_gradient_scaler(tmp_path, monkeypatch):
+    """On a CUDA GPU without bf16 (a T4, say) training uses fp16 with a GradScaler whose loss
+    scale grows and backs off as it goes: a resumed run must carry it on. Rehearsed on the CPU
+    with a CPU GradScaler (fp32 scaled by powers of two: the weights are unchanged by it)."""
+    import contextlib
+    from vit_lib import engine
+    scalers = []
+
+    def amp_with_scaler(device):
+        scalers.append(torch.amp.GradScaler("cpu", growth_interval=3))
+        return contextlib.nullcontext(), scalers[-1]
+    monkeypatch.setattr(engine, "amp_context", amp_with_scaler)
+    train, test = _loaders()
+    seed_everything(0)
+    fit(VisionTransformer(TINY), train, test, RECIPE, progress=False, log=None)
+    expected = scalers[-1].state_dict()
+    assert expected["scale"] == 65536.0 * 2 ** 8          # 24 steps, growth every 3
+    seed_everything(0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(VisionTransformer(TINY), StopAtEpoch(train, 2), test, RECIPE,
+            checkpoint=tmp_path / "c.pt", progress=False, log=None)
+    assert load_checkpoint(tmp_path / "c.pt")["scaler"]["scale"] == 65536.0 * 2 ** 4
+    fit(VisionTransformer(TINY), train, test, RECIPE, checkpoint=tmp_path / "c.pt", resume=True,
+        progress=False, log=None)
+    assert scalers[-1].state_dict() == expected

@@ -1,7 +1,8 @@
 """Checkpoints: write a training state atomically, read it back safely, rebuild its model.
 
 A checkpoint is one dict saved with torch.save: `format`, `model` (state_dict), `optimizer`,
-`scheduler`, `epoch`, `epochs`, `config`, `recipe`, `history`, `rng` and `extra`.
+`scheduler`, `epoch`, `epochs`, `config`, `recipe`, `history`, `rng` and `extra`, plus `scaler`
+when training used fp16 with a gradient scaler (CUDA GPUs without bf16).
 """
 from __future__ import annotations
 

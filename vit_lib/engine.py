@@ -177,8 +177,9 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
     stop_at_accuracy: end early once test accuracy (%) reaches this value.
     extra: JSON-able facts stored in the checkpoint (dataset name, seed...).
 
-    Resuming restores weights, optimiser, schedule, RNG and history, and may change only
-    `recipe.lr`, `recipe.grad_clip` and the number of epochs (CheckpointError otherwise).
+    Resuming restores weights, optimiser, schedule, RNG, history (and the fp16 gradient scaler
+    on GPUs without bf16), and may change only `recipe.lr`, `recipe.grad_clip` and the number
+    of epochs (CheckpointError otherwise).
     A new lr or epoch count puts the schedule on the curve of the new recipe at the step reached:
     with a constant schedule (no warmup) more epochs continue exactly as an uninterrupted run of
     that length; with a cosine one the lr jumps to where the longer curve is at that step.
@@ -191,6 +192,8 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
     scheduler = build_scheduler(optimizer, recipe, total_steps)
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    amp = amp_context(device)
+    scaler = amp[1]            # fp16 on CUDA: its loss scale is part of the training state
     if resume:
         if checkpoint is None:
             raise CheckpointError("resume=True needs the checkpoint path to resume from")
@@ -208,13 +211,14 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
             for group in optimizer.param_groups:
                 group["initial_lr"] = recipe.lr
                 group["lr"] = recipe.lr * lr_factor(scheduler.last_epoch, total_steps, recipe)
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         start_epoch, history = state["epoch"], list(state["history"])
     saved_epoch = start_epoch if resume else None     # the epoch the checkpoint file holds
     step_model = torch.compile(model) if recipe.compile else model
-    amp = amp_context(device)
     for epoch in range(start_epoch, epochs):
         train_loader.set_epoch(epoch)
         bar = progress_bar(len(train_loader), f"epoch {epoch + 1}/{epochs}", progress)
@@ -249,7 +253,8 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
                     "recipe": recipe.to_dict(), "history": history,
                     "rng": {"torch": torch.get_rng_state(),
                             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-                    "extra": dict(extra or {})})
+                    "extra": dict(extra or {}),
+                    **({"scaler": scaler.state_dict()} if scaler is not None else {})})
             except OutputError as exc:
                 kept = ("no checkpoint of this run had been written yet" if saved_epoch is None
                         else f"the last good checkpoint (epoch {saved_epoch}) is intact")
