@@ -42,9 +42,23 @@ def plot_history(histories: dict[str, list[dict[str, Any]]] | list[dict[str, Any
                     color=colour, label=f"{label} test")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    # Zoom on the test curves: the first epoch's training loss and accuracy (running means over
+    # an epoch that starts from random weights) would otherwise squash the interesting range.
+    records = [r for h in runs.values() for r in h]
+    if records:
+        top = 1.25 * max(r["test_loss"] for r in records)
+        ax_loss.set_ylim(0.0, top)
+        if max(r["train_loss"] for r in records) > top:
+            ax_loss.set_title("loss (higher training values run off the top)")
+        bottom = max(0.0, min(r["test_accuracy"] for r in records) - 2.0)
+        ax_acc.set_ylim(bottom, min(100.0, max(max(r["test_accuracy"], r["train_accuracy"])
+                                              for r in records) + 0.5))
+        if min(r["train_accuracy"] for r in records) < bottom:
+            ax_acc.set_title("accuracy (lower training values run off the bottom)")
+    ax_loss.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="lower right")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -78,7 +92,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str],
     fig, ax = plt.subplots(figsize=(max(6.5, 1.6 + 0.55 * n), max(5.5, 1.0 + 0.5 * n)))
     image = ax.imshow(mistakes, cmap=cmap, vmin=0, vmax=top)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
-                 label="mistakes (images of the row's class predicted as the column's)")
+                 label="number of mistakes (off-diagonal counts)")
     for i in range(n):
         for j in range(n):
             v = int(counts[i, j])
