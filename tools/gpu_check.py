@@ -258,6 +258,8 @@ def markdown(results: dict[str, Any]) -> str:
         for p in presets:
             lines.append(f"| `{p['preset']}` | {p['params']:,} | {p['epochs']} | {p['test_accuracy']:.2f}% | "
                          f"{p['train_seconds']:.1f} s | {p['images_per_second']:,.0f} | {p['peak_mib']:,.0f} MiB |")
+    if results.get("notes"):
+        lines += [""] + [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -336,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["tests"] = stage_tests(env)
                 print(results["tests"]["tail"], flush=True)
             elif name == "notebooks":
-                results["notebooks"] = stage_notebooks(env, deadline - 200)
+                results["notebooks"] = stage_notebooks(env, deadline - (0 if args.skip_benchmarks else 200))
             else:
                 stage_benchmarks(env.get("VIT_DATA_DIR"), deadline, record, results, args.rehearse)
         except Exception:

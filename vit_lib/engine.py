@@ -213,9 +213,10 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
                 group["lr"] = recipe.lr * lr_factor(scheduler.last_epoch, total_steps, recipe)
         if scaler is not None and state.get("scaler") is not None:
             scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
+        # RNG states are CPU byte tensors; the checkpoint was mapped onto the training device
+        torch.set_rng_state(state["rng"]["torch"].cpu())
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
         start_epoch, history = state["epoch"], list(state["history"])
     saved_epoch = start_epoch if resume else None     # the epoch the checkpoint file holds
     step_model = torch.compile(model) if recipe.compile else model
