@@ -20,7 +20,7 @@ def test_seed_defaults_describe_the_seed_model():
     (dict(heads=2.5), "heads must be a positive whole number, got 2.5"),
     (dict(dropout=1.0), "dropout must be a probability in [0, 1), got 1.0"),
     (dict(pool="max"), "pool must be one of ('cls', 'mean'), got 'max'"),
-    (dict(pos_embed="rope"), "pos_embed must be one of ('learned', 'sincos2d'), got 'rope'"),
+    (dict(pos_embed="rope"), "pos_embed must be one of ('learned', 'sincos2d', 'none'), got 'rope'"),
     (dict(pos_embed="sincos2d", dim=18, heads=2), "needs dim divisible by 4, got dim 18"),
     (dict(num_classes=1), "num_classes must be at least 2"),
 ])
@@ -38,7 +38,7 @@ def test_config_round_trips_through_a_dict():
 
 
 def test_presets_exist_and_seed_matches_the_tutorial():
-    assert set(PRESETS) == {"seed", "seed-tuned", "best"}
+    assert set(PRESETS) == {"seed", "seed-tuned", "best", "cnn-tiny", "cnn"}
     seed = PRESETS["seed"]
     assert seed.model == ViTConfig()
     r = seed.recipe

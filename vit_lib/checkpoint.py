@@ -1,8 +1,9 @@
 """Checkpoints: write a training state atomically, read it back safely, rebuild its model.
 
 A checkpoint is one dict saved with torch.save: `format`, `model` (state_dict), `optimizer`,
-`scheduler`, `epoch`, `epochs`, `config`, `recipe`, `history`, `rng` and `extra`, plus `scaler`
-when training used fp16 with a gradient scaler (CUDA GPUs without bf16).
+`scheduler`, `epoch`, `epochs`, `arch` (the model family: "vit", "cnn"; see vit_lib.models),
+`config`, `recipe`, `history`, `rng` and `extra`, plus `scaler` when training used fp16 with a
+gradient scaler (CUDA GPUs without bf16).
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from vit_lib.config import ViTConfig
 from vit_lib.errors import OutputError, UserError
 
 CHECKPOINT_FORMAT = 1
@@ -70,9 +70,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
+def checkpoint_config(state: dict[str, Any]):
+    """The model config a checkpoint holds (a ViTConfig, CNNConfig...), by its `arch` name;
+    checkpoints written before model families existed hold a ViT."""
+    from vit_lib.models import config_from_dict
+    return config_from_dict(state.get("arch", "vit"), state["config"])
+
+
 def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the VisionTransformer stored in a checkpoint, in eval mode."""
-    from vit_lib.model import VisionTransformer
-    model = VisionTransformer(ViTConfig.from_dict(state["config"]))
+    """Rebuild the model stored in a checkpoint (whatever its architecture), in eval mode."""
+    from vit_lib.models import build_model
+    model = build_model(checkpoint_config(state))
     model.load_state_dict(state["model"])
     return model.to(device).eval()

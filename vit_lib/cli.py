@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from vit_lib.checkpoint import CheckpointError
-from vit_lib.config import ConfigError, ViTConfig
+from vit_lib.config import ConfigError
 from vit_lib.data import DatasetInfo
 from vit_lib.errors import OutputError, RunInUseError, UserError
 
@@ -197,7 +197,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def check_model_fits_dataset(config: ViTConfig, info: DatasetInfo, source: Path) -> None:
+def check_model_fits_dataset(config: Any, info: DatasetInfo, source: Path) -> None:
     """ConfigError when a checkpoint's model cannot read a dataset's images or classes."""
     if (config.image_size, config.in_channels, config.num_classes) != (
             info.image_size, info.channels, info.num_classes):

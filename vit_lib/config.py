@@ -7,7 +7,8 @@ from typing import Any
 from vit_lib.errors import UserError
 
 POOLING = ("cls", "mean")
-POSITION_EMBEDDINGS = ("learned", "sincos2d")
+POSITION_EMBEDDINGS = ("learned", "sincos2d", "none")
+STEMS = ("linear", "conv")
 
 
 class ConfigError(UserError, ValueError):
@@ -57,6 +58,7 @@ class ViTConfig(DictConvertible):
     pos_embed: str = "learned"
     layer_norm_eps: float = 1e-5
     qkv_bias: bool = True
+    stem: str = "linear"           # "conv": lesson 07's convolutional stem before the patches
 
     def __post_init__(self) -> None:
         ints = ("image_size", "in_channels", "patch_size", "dim", "depth", "heads", "mlp_dim",
@@ -87,6 +89,8 @@ class ViTConfig(DictConvertible):
         if self.pos_embed not in POSITION_EMBEDDINGS:
             raise ConfigError(f"pos_embed must be one of {POSITION_EMBEDDINGS}, "
                               f"got {self.pos_embed!r}")
+        if self.stem not in STEMS:
+            raise ConfigError(f"stem must be one of {STEMS}, got {self.stem!r}")
         if self.pos_embed == "sincos2d" and self.dim % 4:
             raise ConfigError(f"pos_embed 'sincos2d' needs dim divisible by 4, got dim {self.dim}; "
                               "use a multiple of 4 or pos_embed='learned'")

@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vit_lib.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from vit_lib.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, checkpoint_config,
+                                load_checkpoint, save_checkpoint)
 from vit_lib.errors import OutputError, UserError
+from vit_lib.models import architecture_of
 from vit_lib.presets import Recipe
 from vit_lib.runtime import amp_context, progress_bar
 
@@ -28,15 +30,17 @@ class TrainingDivergedError(UserError, RuntimeError):
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """Adam (as the seed: one group, its weight decay, if any, on every parameter) or AdamW
-    (decay only on weight matrices, not on biases, norms, the CLS token or positions)."""
+    (decay only on weight matrices: not on vectors such as biases and norms, nor on the names
+    the model lists in `model.no_weight_decay()`, e.g. a ViT's CLS token and positions).
+    Only parameters with requires_grad are optimised (a frozen backbone stays as it is)."""
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if recipe.optimizer == "adam":
         cls = torch.optim.Adam
         groups = [{"params": [p for _, p in params], "weight_decay": recipe.weight_decay}]
     else:
         cls = torch.optim.AdamW
-        decayed = {name for name, p in params
-                   if p.ndim >= 2 and "pos_embed" not in name and "cls_token" not in name}
+        skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+        decayed = {name for name, p in params if p.ndim >= 2 and name not in skip}
         groups = [{"params": [p for name, p in params if name in decayed],
                    "weight_decay": recipe.weight_decay},
                   {"params": [p for name, p in params if name not in decayed],
@@ -198,7 +202,7 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
         if checkpoint is None:
             raise CheckpointError("resume=True needs the checkpoint path to resume from")
         state = load_checkpoint(checkpoint, map_location=device)
-        if state["config"] != model.config.to_dict():
+        if checkpoint_config(state) != model.config:
             raise CheckpointError(f"{checkpoint} holds a different model ({state['config']}); "
                                   "resume with the same preset, or use a new output folder")
         _check_resumable(state, recipe, epochs, checkpoint)
@@ -250,7 +254,8 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
                 save_checkpoint(checkpoint, {
                     "format": CHECKPOINT_FORMAT, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "epoch": epoch + 1, "epochs": epochs, "config": model.config.to_dict(),
+                    "epoch": epoch + 1, "epochs": epochs, "arch": architecture_of(model.config),
+                    "config": model.config.to_dict(),
                     "recipe": recipe.to_dict(), "history": history,
                     "rng": {"torch": torch.get_rng_state(),
                             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},

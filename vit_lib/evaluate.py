@@ -12,10 +12,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from vit_lib.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from vit_lib.checkpoint import (CheckpointError, checkpoint_config, load_checkpoint,
+                                model_from_checkpoint)
 from vit_lib.cli import (check_model_fits_dataset, path_arg, require_keys, run_cli,
                          write_atomically)
-from vit_lib.config import ConfigError, ViTConfig
+from vit_lib.config import ConfigError
 from vit_lib.data import DATASETS, dataset_info, get_test_loader
 from vit_lib.engine import evaluate
 from vit_lib.errors import OutputError
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     state = load_checkpoint(path)
     require_keys(state, ("model", "config", "recipe"), path)
-    config = ViTConfig.from_dict(state["config"])
+    config = checkpoint_config(state)
     recorded = (state.get("extra") or {}).get("dataset")
     if args.dataset is None and recorded is None:
         fits = [d.name for d in DATASETS.values()

@@ -37,15 +37,21 @@ class VisionTransformer(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.patch_embed = PatchEmbedding(c.in_channels, c.patch_size, c.dim)
+        if c.stem == "conv":   # lesson 07: 3x3 convolutions look at pixels before patching
+            from vit_lib.cnn import ConvStem
+            self.patch_embed = ConvStem(c.in_channels, c.patch_size, c.dim)
+        else:
+            self.patch_embed = PatchEmbedding(c.in_channels, c.patch_size, c.dim)
         self.cls_token = nn.Parameter(torch.randn(1, 1, c.dim)) if c.pool == "cls" else None
         if c.pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.randn(1, c.num_tokens, c.dim))
-        else:  # fixed, not trained; the CLS slot gets no position (zeros)
+        elif c.pos_embed == "sincos2d":  # fixed, not trained; the CLS slot gets no position
             table = sincos_2d_position_embedding(c.grid_size, c.dim)
             if c.pool == "cls":
                 table = torch.cat([torch.zeros(1, c.dim), table])
             self.register_buffer("pos_embed", table[None], persistent=False)
+        else:  # "none": a bag of patches, blind to where each patch was (lesson 07)
+            self.pos_embed = None
         self.pos_drop = nn.Dropout(c.dropout)
         drop_paths = torch.linspace(0, c.drop_path, c.depth).tolist()  # deeper blocks drop more
         self.blocks = nn.ModuleList(
@@ -58,6 +64,12 @@ class VisionTransformer(nn.Module):
             if block.attn.qkv.bias is not None:
                 nn.init.zeros_(block.attn.qkv.bias)
             nn.init.zeros_(block.attn.proj.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the matrices weight decay must leave alone: the CLS token and the learned
+        position embeddings (pulling them to zero would erase what they encode)."""
+        return {name for name in ("cls_token", "pos_embed")
+                if isinstance(getattr(self, name), nn.Parameter)}
 
     def _check_input(self, images: torch.Tensor) -> None:
         c = self.config
@@ -74,7 +86,9 @@ class VisionTransformer(nn.Module):
         x = self.patch_embed(images)                                # [B, N, dim]
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # [B, N+1, dim]
-        x = self.pos_drop(x + self.pos_embed)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        x = self.pos_drop(x)
         maps = []
         for block in self.blocks:
             x = block(x, return_attention=return_attention)

@@ -37,17 +37,19 @@ from typing import Any, Sequence
 
 import torch
 
-from vit_lib.checkpoint import CheckpointError, load_checkpoint
+from vit_lib.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
 from vit_lib.cli import (Interrupted, Terminated, check_model_fits_dataset, check_output_folder,
                          non_negative_float, output_lock, path_arg, positive_float, positive_int,
                          require_keys, run_cli, seed_int, write_atomically, write_json)
-from vit_lib.config import ConfigError, ViTConfig
+from vit_lib.config import ConfigError
 from vit_lib.data import dataset_info, get_loaders
 from vit_lib.engine import TrainingDivergedError, fit
 from vit_lib.errors import OutputError, UserError
-from vit_lib.model import VisionTransformer, count_parameters
+from vit_lib.model import count_parameters
+from vit_lib.models import ModelConfig, architecture_of, build_model, describe
 from vit_lib.presets import PRESETS, Recipe, get_preset
 from vit_lib.runtime import resolve_device, seed_everything
+from vit_lib.transfer import freeze_all_but_head, init_from_checkpoint
 
 CHECKPOINT, METRICS, CURVES = "checkpoint.pt", "metrics.json", "curves.png"
 RUN_FILES = (CHECKPOINT, METRICS, CURVES, "confusion_matrix.png")
@@ -82,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true",
                        help="replace the run in --out (its checkpoint, metrics and figures)")
     p.add_argument("--train-subset", type=positive_int, help="train on the first N images only")
+    p.add_argument("--init-from", type=path_arg, metavar="CHECKPOINT",
+                   help="start from a trained checkpoint (or its run folder) of the same "
+                        "architecture: fine-tuning; a head of another size is re-initialised")
+    p.add_argument("--linear-probe", action="store_true",
+                   help="with --init-from: train only the classification head (linear probing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -95,6 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or Path(f"runs/{preset_name}-{info.name}")
     ckpt = out / CHECKPOINT
     device = resolve_device(args.device)
+    if args.init_from is not None and args.resume:
+        raise ConfigError("--init-from starts a new run from another run's weights, but --resume "
+                          f"continues the run in {out} from its own checkpoint; drop one of them")
+    if args.linear_probe and args.init_from is None and not args.resume:
+        raise ConfigError("--linear-probe trains only the head of a trained model: give the "
+                          "model with --init-from CHECKPOINT")
+    if args.linear_probe and args.resume:
+        raise ConfigError("--linear-probe applies to a new run; a resumed run keeps its own "
+                          "setting: drop --linear-probe")
     if args.resume and not ckpt.is_file():
         load_checkpoint(ckpt)   # raises the "no checkpoint" error before anything is created
     check_output_folder(out)
@@ -124,6 +140,13 @@ def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     seed = 0 if args.seed is None else args.seed
     run = {"preset": preset.name, "dataset": info.name, "seed": seed,
            "train_subset": args.train_subset}
+    if args.init_from is not None:
+        source = args.init_from / CHECKPOINT if args.init_from.is_dir() else args.init_from
+        if source.resolve() == (out / CHECKPOINT).resolve():
+            raise ConfigError(f"--init-from {source} is the checkpoint this run would write; "
+                              "copy it elsewhere or choose another --out")
+        run["init_from"] = {"checkpoint": str(source)}
+        run["linear_probe"] = args.linear_probe
     return _train(args, out, device, preset.model, preset.recipe, run, resume=False)
 
 
@@ -134,13 +157,13 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     state = load_checkpoint(ckpt)
     require_keys(state, ("model", "optimizer", "scheduler", "epoch", "epochs", "config", "recipe",
                          "history", "rng"), ckpt)
-    config = ViTConfig.from_dict(state["config"])
+    config = checkpoint_config(state)
     recipe = Recipe.from_dict(state["recipe"])
     run = _stored_run(args, state, ckpt)
     info = dataset_info(run["dataset"])
     check_model_fits_dataset(config, info, ckpt)
     for flag, given, stored in (("--batch-size", args.batch_size, recipe.batch_size),
-                                ("--patch-size", args.patch_size, config.patch_size)):
+                                ("--patch-size", args.patch_size, getattr(config, "patch_size", None))):
         if given is not None and given != stored:
             raise ConfigError(f"{flag} {given} differs from the run in {out} ({stored}); a resumed "
                               f"run keeps it: drop {flag}, or start a new run with --overwrite "
@@ -202,7 +225,7 @@ def _stored_run(args: argparse.Namespace, state: dict[str, Any], ckpt: Path) -> 
     if "preset" not in extra and given["preset"] is not None:
         raise ConfigError(f"{ckpt} records no preset, so --preset cannot be checked against it; "
                           "drop --preset (the stored model and recipe are used)")
-    run = {}
+    run = {key: extra[key] for key in ("init_from", "linear_probe") if key in extra}
     for key in ("preset", "dataset", "seed", "train_subset"):
         if key in extra:
             if given[key] is not None and given[key] != extra[key]:
@@ -216,12 +239,23 @@ def _stored_run(args: argparse.Namespace, state: dict[str, Any], ckpt: Path) -> 
     return run
 
 
-def _train(args: argparse.Namespace, out: Path, device: torch.device, config: ViTConfig,
+def _train(args: argparse.Namespace, out: Path, device: torch.device, config: ModelConfig,
            recipe: Recipe, run: dict[str, Any], resume: bool) -> int:
     info = dataset_info(run["dataset"])
     ckpt = out / CHECKPOINT
     seed_everything(run["seed"])
-    model = VisionTransformer(config).to(device)
+    model = build_model(config)
+    if "init_from" in run and not resume:   # a resumed run has these weights in its checkpoint
+        source = Path(run["init_from"]["checkpoint"])
+        report = init_from_checkpoint(model, load_checkpoint(source), source=str(source))
+        run["init_from"] = {"checkpoint": str(source), "architecture": report.architecture,
+                            "dataset": report.dataset, "loaded_tensors": len(report.loaded),
+                            "reinitialised": report.reinitialised}
+        print(report.summary())
+    if run.get("linear_probe"):
+        trained = freeze_all_but_head(model)
+        print(f"linear probe: only {', '.join(trained)} are trained")
+    model = model.to(device)
     train_loader, test_loader = get_loaders(
         info.name, recipe.batch_size, args.data_dir, device, recipe.normalize, recipe.augment,
         seed=run["seed"], download=not args.no_download, train_subset=run["train_subset"])
@@ -230,7 +264,8 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, config: Vi
         raise ConfigError(f"--train-subset {subset} is more than the {train_loader.dataset_size:,} "
                           f"training images of {info.name}; give at most that many, or leave it out")
     params = count_parameters(model)
-    print(f"preset {run['preset']} on {info.name}: {params:,} parameters, {recipe.epochs} epochs, "
+    print(f"preset {run['preset']} ({describe(config)}) on {info.name}: {params:,} trained "
+          f"parameters, {recipe.epochs} epochs, "
           f"batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}, device {device}")
     wall = time.perf_counter()
     try:
@@ -275,7 +310,7 @@ def _saved_state(ckpt: Path) -> str:
             f"python -m vit_lib.train --out {ckpt.parent} --resume")
 
 
-def _metrics(history: list[dict[str, Any]], run: dict[str, Any], config: ViTConfig,
+def _metrics(history: list[dict[str, Any]], run: dict[str, Any], config: ModelConfig,
              recipe: Recipe, device: torch.device, params: int) -> dict[str, Any]:
     final = history[-1]
     return {
@@ -285,7 +320,9 @@ def _metrics(history: list[dict[str, Any]], run: dict[str, Any], config: ViTConf
         "train_accuracy": final["train_accuracy"],
         "train_seconds": sum(r["seconds"] for r in history),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "config": config.to_dict(), "recipe": recipe.to_dict(), "history": history,
+        "architecture": architecture_of(config), "config": config.to_dict(),
+        "recipe": recipe.to_dict(), "init_from": run.get("init_from"),
+        "linear_probe": bool(run.get("linear_probe")), "history": history,
     }
 
 
@@ -311,13 +348,16 @@ def _write_results(out: Path, metrics: dict[str, Any], history: list[dict[str, A
     return written
 
 
-def _finish_files(out: Path, state: dict[str, Any], run: dict[str, Any], config: ViTConfig,
+def _finish_files(out: Path, state: dict[str, Any], run: dict[str, Any], config: ModelConfig,
                   recipe: Recipe, device: torch.device) -> list[str]:
     """metrics.json / curves.png of a finished run whose writing was cut short (full disk, a
     kill after the last checkpoint); files already there are left untouched."""
     if all((out / name).exists() for name in (METRICS, CURVES)):
         return []
-    params = count_parameters(VisionTransformer(config))
+    model = build_model(config)
+    if run.get("linear_probe"):
+        freeze_all_but_head(model)
+    params = count_parameters(model)
     metrics = _metrics(state["history"], run, config, recipe, device, params)
     return _write_results(out, metrics, state["history"], run, only_missing=True)
 
