@@ -20,9 +20,9 @@ from seed_reference import BATCH_SIZE, seed_loaders, seed_setup, seed_train_epoc
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit
-from vit_lib.runtime import seed_everything
-from vit_lib.model import VisionTransformer
+from vit_lib.models import build_model
 from vit_lib.presets import get_preset
+from vit_lib.runtime import seed_everything
 
 
 def seed_pipeline(images: int) -> float:
@@ -42,7 +42,7 @@ def vit_lib_pipeline(preset_name: str, images: int) -> float:
     r = preset.recipe
     train, test = get_loaders("mnist", r.batch_size, normalize=r.normalize, augment=r.augment,
                               train_subset=images, test_subset=1000)
-    model = VisionTransformer(preset.model)
+    model = build_model(preset.model)
     history = fit(model, train, test, r, epochs=1, progress=False, log=None)
     return history[0]["images_per_second"]
 
@@ -50,7 +50,8 @@ def vit_lib_pipeline(preset_name: str, images: int) -> float:
 VARIANTS = {
     "seed pipeline (DataLoader, nn.MultiheadAttention, batch 64)": lambda n: seed_pipeline(n),
     "vit_lib, seed recipe (batch 64)": lambda n: vit_lib_pipeline("seed", n),
-    "vit_lib, seed-tuned recipe": lambda n: vit_lib_pipeline("seed-tuned", n),
+    f"vit_lib, seed-tuned recipe (batch {get_preset('seed-tuned').recipe.batch_size})":
+        lambda n: vit_lib_pipeline("seed-tuned", n),
 }
 
 

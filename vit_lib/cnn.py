@@ -54,12 +54,12 @@ class CNNConfig(DictConvertible):
             raise ConfigError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
 
 
-def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     """3x3 convolution (padding 1, no bias: BatchNorm has one) -> BatchNorm -> ReLU.
 
-    [B, in_channels, H, W] -> [B, out_channels, H, W].
+    [B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride].
     """
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False),
                          nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
@@ -106,17 +106,25 @@ class ConvNet(nn.Module):
 
 
 class ConvStem(nn.Module):
-    """A convolutional tokenizer for a ViT: two 3x3 conv-BN-ReLU layers look at each pixel's
-    neighbourhood, then a patch_size x patch_size convolution with that stride makes the tokens.
+    """A convolutional tokenizer for a ViT (Xiao et al. 2021): instead of one patch_size x
+    patch_size projection, log2(patch_size) stride-2 3x3 conv-BN-ReLU layers (width, 2*width,
+    ...) halve the image until one position is one patch, then a 1x1 convolution makes `dim`.
 
-    [B, C, H, W] -> [B, N, dim] with N = (H/P) * (W/P), like PatchEmbedding.
+    [B, C, H, W] -> [B, N, dim] with N = (H/P) * (W/P), like PatchEmbedding. P: 2, 4, 8, 16...
     """
 
     def __init__(self, in_channels: int, patch_size: int, dim: int, width: int = 16) -> None:
         super().__init__()
+        if patch_size < 2 or patch_size & (patch_size - 1):
+            raise ValueError(f"a conv stem halves the image per layer, so patch_size must be a "
+                             f"power of two (2, 4, 8, 16), got {patch_size}")
         self.patch_size = patch_size
-        self.convs = nn.Sequential(conv_bn_relu(in_channels, width), conv_bn_relu(width, width))
-        self.proj = nn.Conv2d(width, dim, kernel_size=patch_size, stride=patch_size)
+        layers, channels = [], in_channels
+        for i in range(patch_size.bit_length() - 1):         # P = 2 ** layers
+            layers.append(conv_bn_relu(channels, width * 2 ** i, stride=2))
+            channels = width * 2 ** i
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(channels, dim, kernel_size=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.proj(self.convs(images))      # [B, dim, H/P, W/P]

@@ -96,8 +96,8 @@ PRESETS["cnn-tiny"] = Preset(
     "cnn-tiny", "a 3-layer CNN the size of the seed ViT (14,458 parameters), trained with "
     "seed-tuned's recipe", CNNConfig(), PRESETS["seed-tuned"].recipe)
 PRESETS["cnn"] = Preset(
-    "cnn", "a 6-layer CNN the size of best (204,778 parameters), trained with best's recipe",
-    CNNConfig(widths=(32, 64, 96), convs_per_stage=2), PRESETS["best"].recipe)
+    "cnn", "a 4-layer CNN the size of best (220,594 parameters), trained with best's recipe",
+    CNNConfig(widths=(24, 48, 96, 192)), PRESETS["best"].recipe)
 
 
 def get_preset(name: str, dataset: str | None = None, model_overrides: dict[str, Any] | None = None,
@@ -121,8 +121,8 @@ def get_preset(name: str, dataset: str | None = None, model_overrides: dict[str,
     for key in model_changes:
         if key not in known:
             raise ConfigError(f"preset {name!r} builds a {type(model).__name__}, which has no "
-                              f"{key.replace('_', '-')}; drop that option or choose a preset "
-                              f"whose model has one")
+                              f"{key} (--{key.replace('_', '-')}); drop that option or choose a "
+                              "preset whose model has one")
     if model_changes:
         model = replace(model, **model_changes)
     overrides = {k: v for k, v in recipe_overrides.items() if v is not None}
