@@ -16,7 +16,8 @@ Parts:
              ablation without position embeddings.
 Every run is a separate process (`--job`), seeded; JOBS processes run side by side with THREADS
 torch threads each (default 2 x 1: one per core). Results accumulate in benchmarks/cnn_vs_vit.json
-(runs already there are kept unless --rerun); the README section between `cnn:start` / `cnn:end`,
+(runs already there are kept unless --rerun) with their medians under "summary" (pairs,
+data, ladder: what lesson 07 compares its shortened runs with); the README section between `cnn:start` / `cnn:end`,
 benchmarks/cnn_vs_vit.md and benchmarks/data_efficiency.png are rewritten from it.
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ MARK_START, MARK_END = "<!-- cnn:start -->", "<!-- cnn:end -->"
 
 SIZES = (1000, 5000, 20000, 60000)
 BUDGET = 240_000          # images seen by every data-efficiency run (4 epochs of the full set)
+LADDER_EPOCHS = 5         # the ladder's schedule (the 49-token steps cost 2-4x an epoch of 16)
 PAIRS = (("seed-tuned", "cnn-tiny"), ("best", "cnn"))
 LADDER = (  # (name, preset, model overrides, recipe overrides); each step keeps the previous ones
     ("seed-tuned ViT, 7x7 patches (16 tokens)", "seed-tuned", {}, {}),
@@ -120,24 +122,24 @@ def planned_jobs(parts: list[str], seeds: list[int], datasets: list[str]) -> lis
         if "ladder" in parts:
             for name, preset, model, recipe in LADDER:
                 jobs.append({"part": "ladder", "name": name, "preset": preset, "dataset": "mnist",
-                             "seed": seed, "model": model, "recipe": recipe, "curve": True})
+                             "seed": seed, "model": model, "recipe": recipe, "curve": True,
+                             "epochs": LADDER_EPOCHS})
     return sorted(jobs, key=_priority)
 
 
-def _priority(job: dict[str, Any]) -> tuple[int, int]:
-    """Cheap runs and seed 0 first: what lesson 07 checks against is measured soonest."""
+def _priority(job: dict[str, Any]) -> tuple[int, int, int]:
+    """Seed 0 of everything small first (what lesson 07 checks against), then more seeds of the
+    small pair on MNIST, then the rest; the big pair (about 15 minutes a run) last."""
     big = job["part"] == "pairs" and job["preset"] in ("best", "cnn")
-    if job["part"] == "pairs" and not big:
+    if job["seed"] == 0 and not big:
         tier = 0
-    elif job["part"] in ("data", "ladder") and job["seed"] == 0:
+    elif job["part"] == "pairs" and not big and job["dataset"] == "mnist":
         tier = 1
-    elif job["part"] == "data":
+    elif not big:
         tier = 2
-    elif big and job["seed"] == 0:
-        tier = 3
     else:
-        tier = 4
-    return tier, job["seed"]
+        tier = 3
+    return tier, job["seed"], ("data", "ladder", "pairs").index(job["part"])
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -160,6 +162,7 @@ def measure(args: argparse.Namespace) -> None:
         for future in as_completed([pool.submit(one, spec) for spec in todo]):
             spec, result = future.result()
             results["runs"][job_key(spec)] = result
+            results["summary"] = summary(results)
             RESULTS.write_text(json.dumps(results, indent=1) + "\n")   # keep what finished
             print(f"  {spec['part']:6} {spec.get('name', spec['preset'])} {spec['dataset']} "
                   f"seed {spec['seed']}" + (f" n={spec['train_subset']}" if "train_subset" in spec
@@ -191,7 +194,8 @@ def _at_time(run: dict, seconds: float) -> float | None:
 
 def summary(results: dict) -> dict[str, Any]:
     """The figures the README and lesson 07 use, as plain numbers (medians over seeds)."""
-    out: dict[str, Any] = {"pairs": {}, "data": {}, "ladder": []}
+    out: dict[str, Any] = {"pairs": {}, "data": {}, "ladder": [], "budget_images": BUDGET,
+                           "ladder_epochs": LADDER_EPOCHS}
     for dataset in ("mnist", "fashion-mnist"):
         for vit, cnn in PAIRS:
             rv, rc = _runs(results, part="pairs", preset=vit, dataset=dataset), \
@@ -253,9 +257,12 @@ def report(results: dict) -> str:
     lines = [f"Measured by `python benchmarks/cnn_vs_vit.py` on a 2-core CPU, two runs side by "
              f"side with {', '.join(map(str, threads))} torch thread(s) each, torch "
              f"{next(iter(results['runs'].values()))['torch']}. Accuracy: median (min-max) over "
-             "the seeds measured; times are medians.", "",
-             "**Same recipe, only the model differs.** Equal time: both models' test accuracy "
-             "after the last epoch that ended within the faster model's whole training time.", "",
+             "the seeds measured; times are medians. The two runs of a pair ran side by side on "
+             "a machine shared with other jobs: compare times within a table, not with the "
+             "results table above.", "",
+             "**Same recipe, only the model differs.** At equal time: both models' test accuracy "
+             "after the last epoch that ended within the faster model's whole training time (the "
+             "slower model is then mid-schedule, its learning rate not yet decayed).", "",
              "| dataset | ViT | params | CNN | params | ViT accuracy | CNN accuracy | ViT time "
              "| CNN time | ViT img/s | CNN img/s | at equal time: ViT / CNN |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -281,7 +288,8 @@ def report(results: dict) -> str:
             lines.append(f"| {size:,} | {data_epochs(size)} | {' | '.join(cells)} |")
         lines += ["", "![data efficiency](benchmarks/data_efficiency.png)"]
     if s["ladder"]:
-        lines += ["", "**Closing the gap** (MNIST, seed-tuned's recipe, 10 epochs; each step "
+        lines += ["", f"**Closing the gap** (MNIST, seed-tuned's recipe shortened to {LADDER_EPOCHS} "
+                  "epochs; each step "
                   "keeps the ones above it, the last row is an ablation of the first):", "",
                   "| step | params | accuracy | change | training time |", "|---|---|---|---|---|"]
         previous = None

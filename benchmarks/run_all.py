@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                 # full run: about 46 minutes on 2 CPU cores
     python benchmarks/run_all.py --seeds 0 --datasets mnist --presets seed   # a quick subset
     python benchmarks/run_all.py --report-only   # rebuild the table from benchmarks/results.json
+    python benchmarks/run_all.py --update --skip-accuracy   # re-measure only the speed figures
 
 Measures (each job in its own process, so its peak memory is its own):
   1. training images/s: the seed pipeline against vit_lib's path (benchmarks/throughput.py);
@@ -71,7 +72,7 @@ def measure(args: argparse.Namespace) -> dict:
                 "runs": runs, "seeds": list(args.seeds),
                 "median_seconds": statistics.median(times) if None not in times else None}
     print("3/3 accuracy grid...", flush=True)
-    for dataset in args.datasets:
+    for dataset in ([] if args.skip_accuracy else args.datasets):
         for preset in args.presets:
             for seed in args.seeds:
                 out = work / f"{preset}-{dataset}-{seed}"
@@ -236,6 +237,8 @@ def main() -> int:
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     p.add_argument("--presets", nargs="+", default=["seed", "seed-tuned", "best"])
     p.add_argument("--skip-speed", action="store_true", help="skip throughput and time-to-97%%")
+    p.add_argument("--skip-accuracy", action="store_true",
+                   help="skip the accuracy grid (with --update: keep results.json's)")
     p.add_argument("--report-only", action="store_true", help="rebuild outputs from results.json")
     p.add_argument("--update", action="store_true",
                    help="keep results.json's other figures; replace only what this run measures")
