@@ -233,12 +233,34 @@ class Augment:
         return self.max_shift > 0 or self.max_degrees > 0 or self.scale != (1.0, 1.0)
 
 
+def shard_bounds(batch: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[lo, hi) of part `rank` when a batch of `batch` items is cut into `world_size`
+    contiguous parts, in rank order: the parts cover the batch exactly, once, and their sizes
+    differ by at most one (all equal when world_size divides batch).
+
+    >>> [shard_bounds(10, r, 4) for r in range(4)]
+    [(0, 2), (2, 5), (5, 7), (7, 10)]
+    """
+    return batch * rank // world_size, batch * (rank + 1) // world_size
+
+
 class TensorLoader:
     """Serve batches from tensors held on one device; a drop-in for a DataLoader in our loops.
 
     Yields (images float [B, C, H, W], labels int64 [B]). Images are scaled to [0, 1],
     augmented (training only), then normalised with mean/std when given. The order of epoch e
     depends only on (seed, e): call set_epoch(e) so a resumed run sees the same batches.
+
+    Data-parallel training (`set_shard(rank, world_size)`, called by `vit_lib.engine.fit` under
+    torchrun): `batch_size` stays the global batch. Every process draws the same order of the
+    epoch and cuts each global batch of indices into `world_size` contiguous parts
+    (`shard_bounds`), serving only part `rank`, so together the processes see exactly the batches
+    one process would. When the last batch does not split evenly, the parts differ by one image
+    and `shard_share` (this part's fraction of the global batch, else None) lets the engine
+    weight each process's gradient so their sum is still the mean over the global batch; a last
+    batch with fewer images than processes is skipped (at most world_size - 1 images an epoch).
+    Augmentation: each process draws its own random shifts/rotations (a generator seeded by
+    (seed, epoch, rank)), so a sharded run is augmented differently from a single-process one.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
@@ -257,6 +279,8 @@ class TensorLoader:
         self.seed = seed
         self.epoch = 0
         self.augment = augment if augment is not None and augment.active else None
+        self.rank, self.world_size = 0, 1
+        self.shard_share: float | None = None   # this part / the global batch, when uneven
         channels = images.shape[1]
         if mean is not None and std is not None:
             self.mean = torch.tensor(mean, device=self.device).view(1, channels, 1, 1)
@@ -267,8 +291,21 @@ class TensorLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def set_shard(self, rank: int, world_size: int) -> None:
+        """Serve only part `rank` of `world_size` of every batch (see the class docstring);
+        set_shard(0, 1) serves whole batches again."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if self.batch_size % world_size:
+            raise ValueError(f"the global batch {self.batch_size} does not split into "
+                             f"{world_size} equal parts")
+        self.rank, self.world_size = rank, world_size
+
     def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
+        n = len(self.images)
+        if self.world_size > 1 and 0 < n % self.batch_size < self.world_size:
+            return n // self.batch_size       # the tiny last batch is skipped
+        return math.ceil(n / self.batch_size)
 
     @property
     def dataset_size(self) -> int:
@@ -283,17 +320,29 @@ class TensorLoader:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         n = len(self.images)
         order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
+        aug = g
+        if self.world_size > 1 and self.augment is not None:   # one generator per rank
+            seeds = torch.randint(0, 2**62, (self.world_size,), generator=g)
+            aug = torch.Generator().manual_seed(int(seeds[self.rank]))
         for start in range(0, n, self.batch_size):
+            lo, hi = start, start + self.batch_size
+            if self.world_size > 1:
+                size = min(self.batch_size, n - start)     # the global batch
+                if size < self.world_size:                 # cannot give every rank an image
+                    break
+                lo, hi = shard_bounds(size, self.rank, self.world_size)
+                self.shard_share = (hi - lo) / size if size % self.world_size else None
+                lo, hi = start + lo, start + hi
             if order is None:
-                x = self.images[start:start + self.batch_size]
-                y = self.labels[start:start + self.batch_size]
+                x = self.images[lo:hi]
+                y = self.labels[lo:hi]
             else:
-                idx = order[start:start + self.batch_size]
+                idx = order[lo:hi]
                 x, y = self.images[idx], self.labels[idx]
             x = x.float().div_(255)
             if self.augment is not None:
                 a = self.augment
-                x = random_affine(x, a.max_shift, a.max_degrees, a.scale, generator=g)
+                x = random_affine(x, a.max_shift, a.max_degrees, a.scale, generator=aug)
             if self.mean is not None:
                 x = (x - self.mean) / self.std
             yield x, y

@@ -25,18 +25,31 @@ with --resume --lr X (lower) or --resume --grad-clip 1.0, or start again with --
 Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run and say which epoch the checkpoint holds.
 A mistake you can fix (a bad value, missing or damaged data, an unwritable --out) prints one
 "error:" line (exit 2); --out is checked before training starts.
+
+Several processes (data-parallel, DistributedDataParallel; gloo on CPUs, nccl on GPUs):
+
+    torchrun --standalone --nproc_per_node=2 -m vit_lib.train --preset seed --out runs/ddp
+
+The batch size stays the global batch (each process trains on its part of every batch) and must
+divide by the number of processes; rank 0 alone prints, evaluates and writes OUT; --resume works
+the same way, and checkpoints of 1 and N processes are interchangeable. An error on any process
+stops them all (set VIT_DIST_TIMEOUT=seconds to bound waiting for a peer, default 600). See the
+README section "Outgrowing one machine" for multi-GPU and multi-node launch lines.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from contextlib import ExitStack, nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from vit_lib import distributed
 from vit_lib.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
 from vit_lib.cli import (Interrupted, Terminated, check_model_fits_dataset, check_output_folder,
                          non_negative_float, output_lock, path_arg, positive_float, positive_int,
@@ -90,18 +103,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linear-probe", action="store_true",
                    help="with --init-from: train only the classification head (linear probing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--dist-backend", choices=distributed.BACKENDS,
+                   help="under torchrun: the process-group backend (default auto: nccl on "
+                        "CUDA GPUs, gloo on CPUs)")
     return p
 
 
+def _quiet(quiet: bool, stream: str = "stdout"):
+    """Send stdout (or stderr) to /dev/null on ranks other than 0, so only rank 0 prints."""
+    if not quiet:
+        return nullcontext()
+    sink = open(os.devnull, "w")   # noqa: SIM115 - closed with the process
+    return redirect_stdout(sink) if stream == "stdout" else redirect_stderr(sink)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parallel = distributed.launched()
+    quiet = parallel and distributed.env_rank() > 0
+    with _quiet(quiet), _quiet(quiet, "stderr"):   # rank 0 alone shows usage errors and --help
+        args = build_parser().parse_args(argv)
+    if not parallel:
+        if args.dist_backend is not None:
+            raise ConfigError("--dist-backend applies to runs started by torchrun (several "
+                              "processes); drop it, or launch with torchrun --nproc_per_node=N")
+        return _main(args, resolve_device(args.device))
+    with distributed.process_group(args.device, args.dist_backend or "auto") as device:
+        try:
+            with _quiet(not distributed.is_main()):
+                return _main(args, device)
+        except Exception as exc:
+            distributed.report_failure(exc)
+            if not distributed.is_main() and distributed.was_agreed(exc):
+                # rank 0 prints this error (or the one that caused it): stop quietly
+                raise SystemExit(2 if isinstance(exc, UserError) else 1) from None
+            raise
+
+
+def _main(args: argparse.Namespace, device: torch.device) -> int:
+    """The run on this process, once the command line is parsed and the device chosen."""
     preset_name = args.preset or "seed"
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
     info = dataset_info(args.dataset or "mnist")
     out = args.out or Path(f"runs/{preset_name}-{info.name}")
     ckpt = out / CHECKPOINT
-    device = resolve_device(args.device)
     if args.init_from is not None and args.resume:
         raise ConfigError("--init-from starts a new run from another run's weights, but --resume "
                           f"continues the run in {out} from its own checkpoint; drop one of them")
@@ -113,11 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "setting: drop --linear-probe")
     if args.resume and not ckpt.is_file():
         load_checkpoint(ckpt)   # raises the "no checkpoint" error before anything is created
-    check_output_folder(out)
-    with output_lock(out):
-        for pattern in (f"{CHECKPOINT}.*.tmp", ".*.partial.*"):   # left by a kill mid-write
-            for leftover in out.glob(pattern):
-                leftover.unlink(missing_ok=True)              # safe: we hold the folder
+    with ExitStack() as stack:   # rank 0 checks and locks the folder; the others wait for it
+        with distributed.agreement(f"preparing the output folder {out}"):
+            if distributed.is_main():
+                check_output_folder(out)
+                stack.enter_context(output_lock(out))
+                for pattern in (f"{CHECKPOINT}.*.tmp", ".*.partial.*"):   # left by a kill mid-write
+                    for leftover in out.glob(pattern):
+                        leftover.unlink(missing_ok=True)              # safe: we hold the folder
         try:
             return _resume(args, out, device) if args.resume else _start(args, out, device)
         except KeyboardInterrupt as exc:
@@ -133,7 +181,7 @@ def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     preset = get_preset(args.preset or "seed", args.dataset or "mnist",
                         {"patch_size": args.patch_size}, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, grad_clip=args.grad_clip)
-    if args.overwrite:
+    if args.overwrite and distributed.is_main():
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     info = dataset_info(args.dataset or "mnist")
@@ -183,7 +231,10 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
                 raise ConfigError(f"{out} holds a finished run ({done} of {done} epochs), so "
                                   f"{flag} has nothing to act on; add --epochs N (more than "
                                   f"{done}) to train it further with it")
-        written = _finish_files(out, state, run, config, recipe, device)
+        with distributed.agreement(f"writing the missing files into {out}") as shared:
+            if distributed.is_main():
+                shared.value = _finish_files(out, state, run, config, recipe, device)
+        written = shared.value
         print(f"{out} holds a finished run ({done} of {done} epochs, test accuracy "
               f"{state['history'][-1]['test_accuracy']:.2f}%): nothing to train"
               + (f"; wrote the missing {', '.join(written)}" if written else "; nothing changed")
@@ -243,6 +294,7 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, config: Mo
            recipe: Recipe, run: dict[str, Any], resume: bool) -> int:
     info = dataset_info(run["dataset"])
     ckpt = out / CHECKPOINT
+    distributed.check_global_batch(recipe.batch_size)   # before anything costly, on every rank
     seed_everything(run["seed"])
     model = build_model(config)
     if "init_from" in run and not resume:   # a resumed run has these weights in its checkpoint
@@ -266,19 +318,29 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, config: Mo
     params = count_parameters(model)
     print(f"preset {run['preset']} ({describe(config)}) on {info.name}: {params:,} trained "
           f"parameters, {recipe.epochs} epochs, "
-          f"batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}, device {device}")
+          f"batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}, device {device}"
+          + (f" x {distributed.world_size()} processes (global batch {recipe.batch_size}, "
+             f"{recipe.batch_size // distributed.world_size()} per process)"
+             if distributed.is_initialized() else ""))
     wall = time.perf_counter()
     try:
         history = fit(model, train_loader, test_loader, recipe, epochs=recipe.epochs,
                       checkpoint=ckpt, resume=resume, progress=not args.no_progress, extra=run)
     except TrainingDivergedError as exc:
-        raise TrainingDivergedError(f"{exc}\n  {_retry_hint(ckpt, recipe)}") from None
+        raise distributed.carry_agreement(TrainingDivergedError(
+            f"{exc}\n  {_retry_hint(ckpt, recipe)}"), exc) from None
     except OutputError as exc:
         then = ("continue with --resume" if ckpt.is_file() else "run the same command again")
-        raise OutputError(f"{exc}: free some space or fix {out}, then {then}") from None
+        raise distributed.carry_agreement(OutputError(
+            f"{exc}: free some space or fix {out}, then {then}"), exc) from None
     metrics = _metrics(history, run, config, recipe, device, count_parameters(model))
     metrics["wall_seconds_this_session"] = time.perf_counter() - wall
-    _write_results(out, metrics, history, run)
+    if distributed.is_initialized():
+        metrics["processes"] = distributed.world_size()
+        metrics["dist_backend"] = torch.distributed.get_backend()
+    with distributed.agreement(f"writing {METRICS} and {CURVES}"):
+        if distributed.is_main():
+            _write_results(out, metrics, history, run)
     final = history[-1]
     print(f"test accuracy {final['test_accuracy']:.2f}% after {recipe.epochs} epochs, "
           f"{metrics['train_seconds']:.0f}s of training; wrote {out}/{METRICS}, "
@@ -306,8 +368,10 @@ def _saved_state(ckpt: Path) -> str:
         state = load_checkpoint(ckpt)
     except CheckpointError as exc:
         return f"the checkpoint could not be read back ({exc})"
+    launcher = (f"torchrun --nproc_per_node={distributed.world_size()}"
+                if distributed.is_initialized() else "python")
     return (f"{ckpt} holds epoch {state['epoch']} of {state['epochs']}; continue with: "
-            f"python -m vit_lib.train --out {ckpt.parent} --resume")
+            f"{launcher} -m vit_lib.train --out {ckpt.parent} --resume")
 
 
 def _metrics(history: list[dict[str, Any]], run: dict[str, Any], config: ModelConfig,
