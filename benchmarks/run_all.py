@@ -99,6 +99,8 @@ def _stats(values: list[float]) -> str:
 def report(results: dict) -> str:
     lines = [f"Measured on a 2-core CPU, {results['threads']} threads, torch {results['torch']}, "
              "by `make bench` (`python benchmarks/run_all.py`).", ""]
+    if results.get("note"):
+        lines += [results["note"], ""]
     jobs = list(results["jobs"].values())
     presets = list(dict.fromkeys(j["preset"] for j in jobs))
     datasets = list(dict.fromkeys(j["dataset"] for j in jobs))
@@ -251,6 +253,14 @@ def main() -> int:
             old = json.loads(RESULTS.read_text())
             results = {**old, **{k: v for k, v in results.items() if k != "jobs"},
                        "jobs": {**old.get("jobs", {}), **results["jobs"]}}
+            if args.skip_accuracy and "throughput" in results and old.get("jobs"):
+                base = results["throughput"]["rows"][0]["images_per_second"]
+                results["note"] = (
+                    f"The speed figures (throughput, time to 97%) were measured on "
+                    f"{time.strftime('%Y-%m-%d')} by `python benchmarks/run_all.py --update "
+                    f"--skip-accuracy`, the accuracy table in an earlier run: the seed pipeline "
+                    f"trained at {base:,.0f} images/s in the speed run, so compare times within "
+                    "one table; ratios are measured within one run.")
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     table = report(results)
     (HERE / "results.md").write_text(table.replace("](benchmarks/", "]("))
