@@ -334,12 +334,13 @@ def test_a_stray_notebook_in_notebooks_fails_the_build(scratch) -> None:
 
 def test_a_new_lesson_is_in_the_table_of_contents(scratch) -> None:
     bs, root = scratch
-    shutil.copy(root / "notebooks" / f"{LESSONS[0]}.ipynb", root / "notebooks" / "07_new.ipynb")
+    new = f"{int(LESSONS[-1][:2]) + 1:02d}_new"          # the number after the last lesson
+    shutil.copy(root / "notebooks" / f"{LESSONS[0]}.ipynb", root / "notebooks" / f"{new}.ipynb")
     stage = bs.Stage(src=root / "src")
     stage.src.mkdir()
     bs.write_toc(bs.find_lessons(), stage)
     toc = (stage.src / "_toc.yml").read_text()
-    assert toc.index(f"notebooks/{LESSONS[1]}") < toc.index("notebooks/07_new")
+    assert toc.index(f"notebooks/{LESSONS[-1]}") < toc.index(f"notebooks/{new}")
 
 
 def test_broken_links_and_missing_images_are_errors(scratch) -> None:

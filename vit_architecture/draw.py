@@ -236,9 +236,12 @@ def draw(config: ViTConfig | None = None) -> plt.Figure:
 LESSONS: dict[str, str] = {
     "00": "Setup and data", "01": "Patches", "02": "Attention", "03": "The transformer block",
     "04": "The whole Vision Transformer", "05": "Training", "06": "Inside the trained model",
+    "07": "ViT versus CNN",
 }
 # Lesson 06 builds nothing new: it opens up these trained parts.
 INSPECTED_IN_06 = ("patch_embed", "pos", "attn")
+# Lesson 07 changes these parts of the ViT (patch size / conv stem, no positions, a new head).
+CHANGED_IN_07 = ("patch_embed", "pos", "head")
 HERE_EDGE = "#c0392b"       # the red frame of "this lesson"
 LATER_FACE, LATER_EDGE, LATER_TEXT = "#f4f4f4", "#c4c4c4", "#9a9a9a"
 
@@ -247,6 +250,8 @@ def _state(lesson: str, built_in: str, part: str) -> str:
     """'here' (this lesson's part), 'done' (an earlier lesson's) or 'later' (still to come)."""
     if lesson == "06":
         return "here" if part in INSPECTED_IN_06 else "done"
+    if lesson == "07":
+        return "here" if part in CHANGED_IN_07 else "done"
     if built_in == lesson:
         return "here"
     return "done" if built_in < lesson else "later"
@@ -270,6 +275,8 @@ def _captions(c: ViTConfig, total: int, recipe: Recipe) -> dict[str, str]:
               f"{total:,} parameters.",
         "06": "This lesson: look inside the trained model, patch filters, position "
               "embeddings and attention maps.",
+        "07": "This lesson: the ViT against a CNN of the same size; smaller patches, a conv "
+              "stem, no positions; a new head to transfer.",
     }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 MIRRORED_MODULES = ("vit_lib.patches", "vit_lib.attention", "vit_lib.block", "vit_lib.model",
-                    "vit_lib.engine", "vit_lib.interpret")
+                    "vit_lib.engine", "vit_lib.interpret", "vit_lib.cnn")
 EXPORT = re.compile(r"^#\s*export:\s*(vit_lib(?:\.\w+)+)\s*$")
 ROOT = Path(__file__).resolve().parent.parent
 
