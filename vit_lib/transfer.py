@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vit_lib.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
-from vit_lib.models import architecture_of
+from vit_lib.models import architecture_of, describe
 
 HEAD_PREFIX = "head."   # both model families call their classification layer `head`
 
@@ -65,7 +65,7 @@ def init_from_checkpoint(model: nn.Module, state: dict[str, Any] | str | os.Path
     theirs, ours = state.get("arch", "vit"), architecture_of(model.config)
     if theirs != ours:
         raise CheckpointError(
-            f"{source} holds a {theirs.upper()} ({_kind(checkpoint_config(state))}), but the model "
+            f"{source} holds a {theirs.upper()} ({describe(checkpoint_config(state))}), but the model "
             f"to initialise is a {ours.upper()}; --init-from needs a checkpoint of the same "
             f"architecture: choose a {theirs} preset, or a checkpoint trained with a {ours} preset")
     weights: dict[str, torch.Tensor] = state["model"]
@@ -110,7 +110,3 @@ def _names(names: list[str]) -> str:
     shown = ", ".join(names[:4])
     return shown + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
-
-def _kind(config: Any) -> str:
-    from vit_lib.models import describe
-    return describe(config)
