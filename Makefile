@@ -15,7 +15,10 @@ train: $(BIN)/.installed     ## train the seed preset on MNIST (10 epochs) into 
 	$(BIN)/python -m vit_lib.train --preset seed --dataset mnist --out runs/seed
 
 test: $(BIN)/.installed      ## the whole suite: unit tests, mirror check, every notebook under nbval
-	$(BIN)/python -m pytest tests notebooks $(NBVAL)
+	@# a fresh run cache (vit_lib.run_cache): lessons 06, 07 and the student edition reuse the
+	@# runs the lessons before them trained in this test run, never an older run's
+	cache=$$(mktemp -d) && VIT_CACHE_DIR=$$cache $(BIN)/python -m pytest tests notebooks $(NBVAL); \
+	  status=$$?; rm -rf "$$cache"; exit $$status
 
 test-fast: $(BIN)/.installed ## unit tests only, no notebooks, no real-data training
 	$(BIN)/python -m pytest tests -m "not slow and not site"

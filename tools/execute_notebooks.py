@@ -3,10 +3,12 @@
     python tools/execute_notebooks.py                 # every notebook in notebooks/
     python tools/execute_notebooks.py notebooks/02_attention.ipynb
 
-Set VIT_DATA_DIR first if the datasets are not in ./data.
+Set VIT_DATA_DIR first if the datasets are not in ./data. Every run trains for real
+(VIT_CACHE_DIR=off: no run is loaded from vit_lib.run_cache), so the saved logs show training.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ def main(argv: list[str]) -> int:
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                "--inplace", "--ExecutePreprocessor.timeout=1800", str(path.resolve())]
-        result = subprocess.run(cmd, cwd=path.parent)
+        result = subprocess.run(cmd, cwd=path.parent, env={**os.environ, "VIT_CACHE_DIR": "off"})
         print(f"{path.name}: {'ok' if result.returncode == 0 else 'FAILED'} "
               f"in {time.perf_counter() - start:.0f}s", flush=True)
         if result.returncode:

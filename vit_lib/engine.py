@@ -273,10 +273,7 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
                           "seconds": seconds, "images_per_second": train["seen"] / seconds}
                 history.append(record)
                 if log is not None:
-                    log(f"epoch {epoch + 1:>2}/{epochs}  train loss {record['train_loss']:.4f} "
-                        f"acc {record['train_accuracy']:.2f}%  test loss {record['test_loss']:.4f} "
-                        f"acc {record['test_accuracy']:.2f}%  {seconds:.1f}s "
-                        f"({record['images_per_second']:,.0f} img/s)")
+                    log(format_epoch(record, epochs))
                 if checkpoint_out is not None:
                     try:
                         save_checkpoint(checkpoint_out, {
@@ -305,6 +302,14 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
         if stop_at_accuracy is not None and record["test_accuracy"] >= stop_at_accuracy:
             break
     return history
+
+
+def format_epoch(record: dict[str, Any], epochs: int) -> str:
+    """The log line of one epoch's history record, as fit prints it."""
+    return (f"epoch {record['epoch']:>2}/{epochs}  train loss {record['train_loss']:.4f} "
+            f"acc {record['train_accuracy']:.2f}%  test loss {record['test_loss']:.4f} "
+            f"acc {record['test_accuracy']:.2f}%  {record['seconds']:.1f}s "
+            f"({record['images_per_second']:,.0f} img/s)")
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
