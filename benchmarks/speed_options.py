@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import seed_pipeline  # noqa: E402
+from throughput import round_robin, seed_pipeline  # noqa: E402
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit
@@ -133,14 +133,8 @@ def main() -> int:
     if args.compiled_epochs:
         print(json.dumps(recipe_throughput(args.compiled_epochs, epochs=4, compile=True)))
         return 0
-    rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for round_ in range(args.rounds):
-        for name, run in VARIANTS.items():
-            rates[name].append(run(args.images))
-            print(f"round {round_ + 1}: {name}: {rates[name][-1]:,.0f} img/s", flush=True)
-    base = statistics.median(rates[next(iter(VARIANTS))])
-    rows = [{"variant": name, "images_per_second": statistics.median(r), "ratio": statistics.median(r) / base}
-            for name, r in rates.items()]
+    rows = round_robin(VARIANTS, args.images, args.rounds)
+    base = rows[0]["images_per_second"]
     comp = compiled(args.images)
     rows.append({"variant": "seed-tuned, torch.compile (steady epochs)",
                  "images_per_second": comp["images_per_second"],

@@ -12,6 +12,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -55,21 +56,28 @@ VARIANTS = {
 }
 
 
+def round_robin(variants: dict[str, Callable[[int], float]], images: int, rounds: int,
+                ) -> list[dict[str, float]]:
+    """Each round runs every variant once, in turn, on `images` images; one row per variant with
+    the median images/s (and min, max) and its ratio to the first variant's median."""
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(rounds):
+        for name, run in variants.items():
+            rates[name].append(run(images))
+            print(f"round {round_ + 1}: {name}: {rates[name][-1]:,.0f} img/s", flush=True)
+    base = statistics.median(rates[next(iter(variants))])
+    return [{"variant": name, "images_per_second": statistics.median(r),
+             "min": min(r), "max": max(r), "ratio": statistics.median(r) / base}
+            for name, r in rates.items()]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--images", type=int, default=19_200, help="training images per measurement")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
-    rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for round_ in range(args.rounds):
-        for name, run in VARIANTS.items():
-            rates[name].append(run(args.images))
-            print(f"round {round_ + 1}: {name}: {rates[name][-1]:,.0f} img/s", flush=True)
-    base = statistics.median(rates[next(iter(VARIANTS))])
-    rows = [{"variant": name, "images_per_second": statistics.median(r),
-             "min": min(r), "max": max(r), "ratio": statistics.median(r) / base}
-            for name, r in rates.items()]
+    rows = round_robin(VARIANTS, args.images, args.rounds)
     print(f"\n{'variant':<62} {'img/s (median)':>15} {'vs seed':>8}")
     for row in rows:
         print(f"{row['variant']:<62} {row['images_per_second']:>15,.0f} {row['ratio']:>7.2f}x")

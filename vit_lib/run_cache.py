@@ -18,7 +18,7 @@ the full edition trained. A run that was interrupted resumes from its last epoch
 
 The folder: $VIT_CACHE_DIR, else ~/.cache/vit-from-scratch (under $XDG_CACHE_HOME when set).
 VIT_CACHE_DIR=off turns the cache off (every call trains). Delete the folder to free the space;
-each entry is one checkpoint (about 0.2 MB for the seed's model).
+each entry is one checkpoint (about 0.25 MB for the seed's model).
 """
 from __future__ import annotations
 
