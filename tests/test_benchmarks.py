@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import best_options  # noqa: E402
 import run_all  # noqa: E402
 from seed_reference import SeedViT  # noqa: E402
 
@@ -59,3 +60,19 @@ def test_report_states_targets_from_the_numbers():
     assert "| `seed-tuned` | 14,410 | 10 | 98.10 (97.90-98.30) | 98.10 (97.90-98.30) |" in table
     late = run_all.report(_results(best_seconds=700))
     assert "slowest run 700 s | no |" in late
+
+
+def test_best_options_report_puts_candidates_beside_the_best_preset(tmp_path):
+    bench = tmp_path / "results.json"
+    jobs = {f"{p}/mnist/{s}": _job(p, "mnist", s, acc, seconds)
+            for p, s, acc, seconds in [("best", 0, 99.2, 200.0), ("best", 1, 99.4, 230.0),
+                                       ("best", 2, 99.3, 210.0), ("seed", 0, 97.0, 60.0)]}
+    bench.write_text(__import__("json").dumps({"jobs": jobs}))
+    [ref] = best_options.reference(bench)            # the seed job is not a reference row
+    assert ref["seeds"] == 3 and ref["test_accuracy"] == 99.3 and ref["train_seconds"] == 230.0
+    run = {"name": "conv stem", "dataset": "fashion-mnist", "seed": 0, "params": 144_890,
+           "test_accuracy": 89.55, "train_seconds": 456.0,
+           "history": [{"epoch": e} for e in range(1, 9)]}
+    table = best_options.report({"runs": {"x": run}}, bench)
+    assert "| mnist | 14,410 | 3 (median) | 99.30% | 230 s (slowest) | 23.0 |" in table
+    assert "| conv stem | fashion-mnist | 144,890 | seed 0 | 89.55% | 456 s | 57.0 |" in table

@@ -28,6 +28,11 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
     (["--preset", "huge"], ["error: unknown preset 'huge'; choose one of seed, seed-tuned, best"]),
     (["--dataset", "imagenet"], ["error: unknown dataset 'imagenet'; choose one of mnist"]),
     (["--patch-size", "6"], ["error: patch_size 6 does not divide image_size 28; try one of 2, 4, 7, 14"]),
+    (["--stem", "conv"], ["error: stem 'conv' halves the image once per layer", "--patch-size 4",
+                          "--stem linear"]),
+    (["--stem", "cnn"], ["argument --stem: invalid choice: 'cnn'"]),
+    (["--preset", "cnn-tiny", "--stem", "conv"], ["error: preset 'cnn-tiny' builds a CNNConfig, "
+                                                  "which has no stem (--stem)"]),
     (["--batch-size", "0"], ["argument --batch-size: must be at least 1, got 0"]),
     (["--lr", "fast"], ["argument --lr: 'fast' is not a number"]),
     (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"],

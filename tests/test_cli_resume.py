@@ -74,7 +74,7 @@ def test_resuming_a_finished_run_writes_only_its_missing_files(tmp_path, capsys,
 @pytest.mark.parametrize("flag, value, stored", [
     ("--preset", "seed-tuned", "seed"), ("--dataset", "fashion-mnist", "mnist"),
     ("--seed", "1", "0"), ("--batch-size", "32", "64"), ("--patch-size", "4", "7"),
-    ("--train-subset", "100", "None"),
+    ("--stem", "conv", "linear"), ("--train-subset", "100", "None"),
 ])
 def test_resume_refuses_a_flag_that_would_change_the_run(flag, value, stored, tmp_path, capsys,
                                                          fake_data):
@@ -93,7 +93,7 @@ def test_resume_accepts_flags_that_repeat_the_run(tmp_path, capsys, fake_data):
     assert train(capsys, "--epochs", "1", "--train-subset", "128", "--out", out).code == 0
     again = train(capsys, "--out", out, "--resume", "--epochs", "2", "--preset", "seed",
                   "--dataset", "MNIST", "--seed", "0", "--batch-size", "64", "--patch-size", "7",
-                  "--train-subset", "128")
+                  "--stem", "linear", "--train-subset", "128")
     assert again.code == 0, again.err
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
 
@@ -205,3 +205,15 @@ def test_files_left_by_a_kill_mid_write_are_cleaned_up(tmp_path, capsys, fake_da
     assert train(capsys, "--epochs", "1", "--out", out).code == 0
     assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.pt", "curves.png",
                                                      "metrics.json"]
+
+
+def test_stem_flag_builds_a_conv_stem_and_a_resume_keeps_it(tmp_path, capsys, fake_data):
+    out = tmp_path / "run"
+    first = train(capsys, "--epochs", "1", "--patch-size", "4", "--stem", "conv", "--out", out)
+    assert first.code == 0, first.err
+    assert "ViT (4x4 patches, width 16, 4 blocks, conv stem)" in first.out
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["stem"] == "conv" and "patch_embed.convs.0.0.weight" in state["model"]
+    again = train(capsys, "--out", out, "--resume", "--epochs", "2", "--stem", "conv")
+    assert again.code == 0, again.err
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 2

@@ -94,7 +94,8 @@ class ViTConfig(DictConvertible):
         if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
             raise ConfigError(f"stem 'conv' halves the image once per layer, so patch_size must be "
                               f"a power of two (2, 4, 8, 16), got {self.patch_size}; use "
-                              "--patch-size 4 with a 28-pixel image, or stem='linear'")
+                              "--patch-size 4 with a 28-pixel image, or the linear stem (--stem linear, "
+                              "stem='linear')")
         if self.pos_embed == "sincos2d" and self.dim % 4:
             raise ConfigError(f"pos_embed 'sincos2d' needs dim divisible by 4, got dim {self.dim}; "
                               "use a multiple of 4 or pos_embed='learned'")

@@ -16,7 +16,7 @@ batch size and data. With --resume you may also give:
   --grad-clip X  clip gradients to norm X from the next step on (0 = off)
   --device, --data-dir, --no-download, --no-progress
 Flags that would change the experiment (--preset, --dataset, --seed, --batch-size, --patch-size,
---train-subset) are refused unless they repeat the run's own value. Resuming a finished run
+--stem, --train-subset) are refused unless they repeat the run's own value. Resuming a finished run
 trains nothing and changes nothing (it only writes metrics.json / curves.png if they are missing).
 
 After a diverged run (NaN loss), OUT/checkpoint.pt holds the last good epoch: continue from it
@@ -54,7 +54,7 @@ from vit_lib.checkpoint import CheckpointError, checkpoint_config, load_checkpoi
 from vit_lib.cli import (Interrupted, Terminated, check_model_fits_dataset, check_output_folder,
                          non_negative_float, output_lock, path_arg, positive_float, positive_int,
                          require_keys, run_cli, seed_int, write_atomically, write_json)
-from vit_lib.config import ConfigError
+from vit_lib.config import STEMS, ConfigError
 from vit_lib.data import dataset_info, get_loaders
 from vit_lib.engine import TrainingDivergedError, fit
 from vit_lib.errors import OutputError, UserError
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grad-clip", type=non_negative_float, metavar="NORM",
                    help="clip the gradient norm to NORM (0 = off; default: the preset's)")
     p.add_argument("--patch-size", type=positive_int, help="override the model's patch size")
+    p.add_argument("--stem", choices=STEMS,
+                   help="override how a ViT makes its tokens: linear (one projection per patch) "
+                        "or conv (lesson 07's stride-2 3x3 convolutions; patch size 2, 4, 8...)")
     p.add_argument("--seed", type=seed_int, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda or mps")
     p.add_argument("--data-dir", type=path_arg,
@@ -179,7 +182,7 @@ def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
         raise RunExistsError(f"{out} already holds a run ({', '.join(existing)}); pass --resume "
                              "to continue it, --overwrite to replace it, or choose another --out")
     preset = get_preset(args.preset or "seed", args.dataset or "mnist",
-                        {"patch_size": args.patch_size}, epochs=args.epochs,
+                        {"patch_size": args.patch_size, "stem": args.stem}, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, grad_clip=args.grad_clip)
     if args.overwrite and distributed.is_main():
         for name in RUN_FILES:
@@ -211,7 +214,8 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     info = dataset_info(run["dataset"])
     check_model_fits_dataset(config, info, ckpt)
     for flag, given, stored in (("--batch-size", args.batch_size, recipe.batch_size),
-                                ("--patch-size", args.patch_size, getattr(config, "patch_size", None))):
+                                ("--patch-size", args.patch_size, getattr(config, "patch_size", None)),
+                                ("--stem", args.stem, getattr(config, "stem", None))):
         if given is not None and given != stored:
             raise ConfigError(f"{flag} {given} differs from the run in {out} ({stored}); a resumed "
                               f"run keeps it: drop {flag}, or start a new run with --overwrite "
