@@ -87,8 +87,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str],
     counts = matrix.detach().cpu().long().numpy()
     mistakes = np.ma.masked_array(counts, mask=np.eye(n, dtype=bool))
     top = max(int(mistakes.max()) if mistakes.count() else 0, 1)
-    cmap = plt.get_cmap("Reds").copy()
-    cmap.set_bad("0.85")                          # the masked diagonal
+    cmap = plt.get_cmap("Reds").with_extremes(bad="0.85")   # the masked diagonal in grey
     fig, ax = plt.subplots(figsize=(max(6.5, 1.6 + 0.55 * n), max(5.5, 1.0 + 0.5 * n)))
     image = ax.imshow(mistakes, cmap=cmap, vmin=0, vmax=top)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
