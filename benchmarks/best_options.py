@@ -12,10 +12,10 @@ with best's recipe otherwise (shifts, rotations, zooms); then the same for 16 ep
 longer than 600 s here, to tell whether it is the time or the model that falls short.
 
 First a speed table: training images/s of `best` and of each candidate model, round-robin in one
-process. Then each candidate trains like `python -m vit_lib.train` (same seeding, loaders and `fit`), one seed,
-evaluated on the full test set after every epoch. Runs already in the JSON are kept (pass --rerun
-to measure them again). The reference row is the `best` preset itself, from
-benchmarks/results.json (`make bench`).
+process. Then each candidate trains like `python -m vit_lib.train` (same seeding, loaders and
+`fit`), one seed, evaluated on the full test set after every epoch. Runs already in the JSON
+are kept (pass --rerun to measure them again). The reference row is the `best` preset itself,
+from benchmarks/results.json (`make bench`).
 """
 from __future__ import annotations
 
@@ -84,12 +84,12 @@ def train(c: dict[str, Any], seed: int, data_dir: str | None) -> dict[str, Any]:
 def speed(c: dict[str, Any] | None, images: int, data_dir: str | None = None) -> float:
     """Training images/s of `best` (c=None) or a candidate's model and recipe, one epoch of
     `images` MNIST images (evaluation excluded)."""
-    preset = get_preset("best", "mnist", *((c["model"],) if c else ()))
+    preset = get_preset("best", "mnist", c["model"] if c else None)
     recipe = preset.recipe
     seed_everything(0)
-    train_loader, test_loader = get_loaders("mnist", recipe.batch_size, data_dir, "cpu", recipe.normalize,
-                                            recipe.augment, download=False, train_subset=images,
-                                            test_subset=1000)
+    train_loader, test_loader = get_loaders("mnist", recipe.batch_size, data_dir, "cpu",
+                                            recipe.normalize, recipe.augment, download=False,
+                                            train_subset=images, test_subset=1000)
     history = fit(build_model(preset.model), train_loader, test_loader, recipe, epochs=1,
                   progress=False, log=None)
     return history[0]["images_per_second"]

@@ -1,5 +1,6 @@
 """The benchmark code (not its timings): the seed baseline is the seed's model, and the report
 states each target honestly from the numbers it is given."""
+import json
 import sys
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_best_options_report_puts_candidates_beside_the_best_preset(tmp_path):
     jobs = {f"{p}/mnist/{s}": _job(p, "mnist", s, acc, seconds)
             for p, s, acc, seconds in [("best", 0, 99.2, 200.0), ("best", 1, 99.4, 230.0),
                                        ("best", 2, 99.3, 210.0), ("seed", 0, 97.0, 60.0)]}
-    bench.write_text(__import__("json").dumps({"jobs": jobs}))
+    bench.write_text(json.dumps({"jobs": jobs}))
     [ref] = best_options.reference(bench)            # the seed job is not a reference row
     assert ref["seeds"] == 3 and ref["test_accuracy"] == 99.3 and ref["train_seconds"] == 230.0
     run = {"name": "conv stem", "dataset": "fashion-mnist", "seed": 0, "params": 144_890,
