@@ -39,6 +39,8 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
      ["error: device"]),
     (["--grad-clip", "x"], ["argument --grad-clip: 'x' is not a number"]),
     (["--seed", "1.5"], ["argument --seed: '1.5' is not a whole number"]),
+    (["--cuda-graph", "--device", "cpu"], ["error: CUDA graphs need a CUDA GPU, and this run "
+                                           "trains on cpu; drop --cuda-graph"]),
 ])
 def test_train_rejects_bad_arguments(args, fragments, tmp_path):
     assert_clean_error(run("vit_lib.train", "--out", str(tmp_path / "r"), "--no-download", *args),

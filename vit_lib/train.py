@@ -14,7 +14,7 @@ batch size and data. With --resume you may also give:
                  schedule jumps to where the N-epoch curve is at that step (its lr rises again).
   --lr X         a new base learning rate from the next step on (e.g. after the loss diverged)
   --grad-clip X  clip gradients to norm X from the next step on (0 = off)
-  --device, --data-dir, --no-download, --no-progress
+  --device, --data-dir, --no-download, --no-progress, --cuda-graph
 Flags that would change the experiment (--preset, --dataset, --seed, --batch-size, --patch-size,
 --stem, --train-subset) are refused unless they repeat the run's own value. Resuming a finished run
 trains nothing and changes nothing (it only writes metrics.json / curves.png if they are missing).
@@ -23,6 +23,10 @@ After a diverged run (NaN loss), OUT/checkpoint.pt holds the last good epoch: co
 with --resume --lr X (lower) or --resume --grad-clip 1.0, or start again with --overwrite --lr X.
 
 Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run and say which epoch the checkpoint holds.
+--cuda-graph (CUDA GPUs with bf16 only; refused elsewhere and under torchrun) replays the training
+step as one CUDA graph per batch: the same arithmetic, without the launch overhead that leaves a
+GPU idle on models this small (see vit_lib.graphs).
+
 A mistake you can fix (a bad value, missing or damaged data, an unwritable --out) prints one
 "error:" line (exit 2); --out is checked before training starts.
 
@@ -58,6 +62,7 @@ from vit_lib.config import STEMS, ConfigError
 from vit_lib.data import dataset_info, get_loaders
 from vit_lib.engine import TrainingDivergedError, fit
 from vit_lib.errors import OutputError, UserError
+from vit_lib.graphs import check_cuda_graph
 from vit_lib.model import count_parameters
 from vit_lib.models import ModelConfig, architecture_of, build_model, describe
 from vit_lib.presets import PRESETS, Recipe, get_preset
@@ -106,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linear-probe", action="store_true",
                    help="with --init-from: train only the classification head (linear probing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="on a CUDA GPU: record the training step once as a CUDA graph and "
+                        "replay it for every batch (same arithmetic, far less launch overhead)")
     p.add_argument("--dist-backend", choices=distributed.BACKENDS,
                    help="under torchrun: the process-group backend (default auto: nccl on "
                         "CUDA GPUs, gloo on CPUs)")
@@ -159,6 +167,8 @@ def _main(args: argparse.Namespace, device: torch.device) -> int:
     if args.linear_probe and args.resume:
         raise ConfigError("--linear-probe applies to a new run; a resumed run keeps its own "
                           "setting: drop --linear-probe")
+    if args.cuda_graph:
+        check_cuda_graph(device, parallel=distributed.is_initialized())
     if args.resume and not ckpt.is_file():
         load_checkpoint(ckpt)   # raises the "no checkpoint" error before anything is created
     with ExitStack() as stack:   # rank 0 checks and locks the folder; the others wait for it
@@ -329,7 +339,8 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, config: Mo
     wall = time.perf_counter()
     try:
         history = fit(model, train_loader, test_loader, recipe, epochs=recipe.epochs,
-                      checkpoint=ckpt, resume=resume, progress=not args.no_progress, extra=run)
+                      checkpoint=ckpt, resume=resume, progress=not args.no_progress, extra=run,
+                      cuda_graph=args.cuda_graph)
     except TrainingDivergedError as exc:
         raise distributed.carry_agreement(TrainingDivergedError(
             f"{exc}\n  {_retry_hint(ckpt, recipe)}"), exc) from None
