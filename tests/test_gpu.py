@@ -191,7 +191,7 @@ def test_cuda_graph_trains_as_the_eager_step_and_its_checkpoints_resume(tmp_path
     for e, g in zip(eager, graphed):
         assert abs(e["train_loss"] - g["train_loss"]) < 0.01, (eager, graphed)
         assert abs(e["test_accuracy"] - g["test_accuracy"]) < 1.0, (eager, graphed)
-    assert graphed[-1]["test_accuracy"] > 50, graphed      # it learned
+    assert graphed[-1]["train_loss"] < graphed[0]["train_loss"] - 0.2, graphed     # it learns
     assert isinstance(load_checkpoint(tmp_path / "graphed.pt")["optimizer"]["param_groups"][0]["lr"], float)
     # a graphed run's checkpoint continues eagerly, and an eager one with graphs
     more_eager = run(False, "graphed.pt", epochs=3, resume=True)
@@ -204,9 +204,10 @@ def test_cuda_graph_trains_as_the_eager_step_and_its_checkpoints_resume(tmp_path
 def test_cuda_graph_flag_of_the_cli(tmp_path, data_dir):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "vit_lib.train", "--preset", "seed-tuned", "--epochs", "1",
+        [sys.executable, "-m", "vit_lib.train", "--preset", "seed-tuned", "--epochs", "2",
          "--train-subset", "2000", "--cuda-graph", "--no-progress", "--no-download",
          "--data-dir", str(data_dir), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads((out / "metrics.json").read_text())["test_accuracy"] > 30
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert len(history) == 2 and history[1]["train_loss"] < history[0]["train_loss"], history

@@ -10,9 +10,11 @@ Runs, in order, each stage's figures written to OUT/gpu_results.json as soon as 
 2. every lesson, its code cells executed in order in one fresh process (no Jupyter needed; IPython
    magics such as `%pip` are skipped), on the device `resolve_device("auto")` picks;
 3. benchmarks on the GPU: training images/s of the seed pipeline (benchmarks/seed_reference.py)
-   and of vit_lib's presets, time to 97% MNIST test accuracy for both (seed pipeline: first epoch
-   at or above 97%; vit_lib seed-tuned: shortest schedule that gets there, each a fresh run),
-   full preset runs, and the peak GPU memory of each.
+   and of vit_lib's presets, eager and with CUDA graphs (vit_lib.graphs); time to 97% MNIST test
+   accuracy, the median over seeds 0, 1 and 2 for both (seed pipeline: first epoch at or above
+   97%, its seeds side by side in one process each; vit_lib seed-tuned with CUDA graphs: the
+   shortest schedule that gets there, each a fresh run; eagerly for seed 0 too); full preset
+   runs with CUDA graphs; the peak GPU memory of each.
 --write-readme puts the figures into README.md (between the gpu-results markers) and
 benchmarks/gpu_results.md. Datasets: VIT_DATA_DIR or --data-dir (MNIST in torchvision's layout).
 """
@@ -107,7 +109,12 @@ def _peak_mib(torch) -> float:
 
 
 def _reset_peak(torch) -> None:
+    """Free what earlier runs of this process left (their CUDA graphs' memory pools too) and
+    start counting the peak afresh."""
+    import gc
+    gc.collect()
     if torch.cuda.is_available():
+        torch.cuda.empty_cache()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
 
