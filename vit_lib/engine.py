@@ -187,8 +187,9 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
     stop_at_accuracy: end early once test accuracy (%) reaches this value.
     extra: JSON-able facts stored in the checkpoint (dataset name, seed...).
     cuda_graph: on a CUDA GPU with bf16, record the training step once as a CUDA graph and
-    replay it for every full batch (`vit_lib.graphs`): the same arithmetic, far fewer kernel
-    launches; refused (CudaGraphError) elsewhere, with torch.compile, and under torchrun.
+    replay it for every full batch (`vit_lib.graphs`) instead of `train_one_epoch`: the same
+    arithmetic, far fewer kernel launches; refused (CudaGraphError) on other devices, on GPUs
+    without bf16, with torch.compile and under torchrun.
 
     Resuming restores weights, optimiser, schedule, RNG, history (and the fp16 gradient scaler
     on GPUs without bf16), and may change only `recipe.lr`, `recipe.grad_clip` and the number

@@ -23,12 +23,12 @@ After a diverged run (NaN loss), OUT/checkpoint.pt holds the last good epoch: co
 with --resume --lr X (lower) or --resume --grad-clip 1.0, or start again with --overwrite --lr X.
 
 Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run and say which epoch the checkpoint holds.
+A mistake you can fix (a bad value, missing or damaged data, an unwritable --out) prints one
+"error:" line (exit 2); --out is checked before training starts.
+
 --cuda-graph (CUDA GPUs with bf16 only; refused elsewhere and under torchrun) replays the training
 step as one CUDA graph per batch: the same arithmetic, without the launch overhead that leaves a
 GPU idle on models this small (see vit_lib.graphs).
-
-A mistake you can fix (a bad value, missing or damaged data, an unwritable --out) prints one
-"error:" line (exit 2); --out is checked before training starts.
 
 Several processes (data-parallel, DistributedDataParallel; gloo on CPUs, nccl on GPUs):
 
