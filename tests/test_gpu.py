@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from vit_lib.checkpoint import load_checkpoint, model_from_checkpoint
 from vit_lib.config import ViTConfig

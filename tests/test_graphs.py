@@ -11,7 +11,9 @@ from vit_lib.data import TensorLoader
 from vit_lib.engine import TrainingDivergedError, build_optimizer, build_scheduler, fit, train_one_epoch
 from vit_lib.graphs import (CudaGraphError, GraphedTrainStep, check_cuda_graph, graph_ready,
                             plain_optimizer_state)
+from vit_lib.cnn import CNNConfig
 from vit_lib.model import VisionTransformer
+from vit_lib.models import build_model
 from vit_lib.presets import Recipe
 from vit_lib.runtime import seed_everything
 
@@ -28,9 +30,9 @@ def _loader(n: int = 100) -> TensorLoader:
     return TensorLoader(images, labels, 16, shuffle=True, seed=0, mean=(0.5,), std=(0.3,))
 
 
-def _train(graphed: bool, epochs: int = 2):
+def _train(graphed: bool, epochs: int = 2, config=TINY):
     seed_everything(0)
-    model = VisionTransformer(TINY)
+    model = build_model(config)
     loader = _loader()
     optimizer = build_optimizer(model, RECIPE)
     scheduler = build_scheduler(optimizer, RECIPE, epochs * len(loader))
@@ -69,6 +71,15 @@ def test_static_buffer_step_trains_exactly_as_the_eager_epoch():
     # the schedule wrote the same lr into the tensor that the graph reads
     assert isinstance(static_opt.param_groups[0]["lr"], torch.Tensor)
     assert float(static_opt.param_groups[0]["lr"]) == pytest.approx(eager_opt.param_groups[0]["lr"])
+
+
+def test_static_buffer_step_keeps_batchnorm_statistics_as_the_eager_epoch():
+    config = CNNConfig(widths=(4, 8))            # lesson 07's CNN: BatchNorm running statistics
+    eager, _, eager_stats = _train(graphed=False, config=config)
+    static, _, static_stats = _train(graphed=True, config=config)
+    assert [s["accuracy"] for s in eager_stats] == [s["accuracy"] for s in static_stats]
+    for (name, a), b in zip(eager.state_dict().items(), static.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)   # running_mean/var too
 
 
 def test_a_nan_loss_is_named_by_its_step():
