@@ -138,8 +138,8 @@ class GraphedTrainStep:
         return loss
 
     def _eager(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # keep the gradient tensors (a captured graph writes into them): zero, don't free
-        self.optimizer.zero_grad(set_to_none=self.graph is None and self.static_loss is None)
+        # once a step is recorded, keep its gradient tensors (replays write into them): zero them
+        self.optimizer.zero_grad(set_to_none=self.static_loss is None)
         with warnings.catch_warnings():   # uncaptured steps of a capturable optimiser are meant
             warnings.filterwarnings("ignore", message=".*capturable=True.*")
             return self._body(x, y)
@@ -218,7 +218,7 @@ class GraphedTrainStep:
         window = losses[start:end]
         bad = (~torch.isfinite(window)).nonzero()
         if len(bad):
-            from vit_lib.engine import TrainingDivergedError
+            from vit_lib.engine import TrainingDivergedError   # here: engine imports this module
             first = start + int(bad[0])
             value = float(losses[first])
             lr = float(self.optimizer.param_groups[0]["lr"])
