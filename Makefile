@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: gpu-check train test test-fast test-oldest notebooks lab colab mirror diagram images bench clean site student
+.PHONY: lint gpu-check train test test-fast test-oldest notebooks lab colab mirror diagram images bench clean site student
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,13 +12,16 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 train: $(BIN)/.installed     ## train the seed preset on MNIST (10 epochs) into runs/seed
-	$(BIN)/python -m vit_lib.train --preset seed --dataset mnist --out runs/seed
+	$(BIN)/python -m vit_lib train --preset seed --dataset mnist --out runs/seed
 
 test: $(BIN)/.installed      ## the whole suite: unit tests, mirror check, every notebook under nbval
-	@# a fresh run cache (vit_lib.run_cache): lessons 06, 07 and the student edition reuse the
+	@# a fresh run cache (vit_lib.machinery.run_cache): lessons 06, 07 and the student edition reuse the
 	@# runs the lessons before them trained in this test run, never an older run's
 	cache=$$(mktemp -d) && VIT_CACHE_DIR=$$cache $(BIN)/python -m pytest tests notebooks $(NBVAL); \
 	  status=$$?; rm -rf "$$cache"; exit $$status
+
+lint: $(BIN)/.installed      ## ruff (pyproject's [tool.ruff]): pyflakes, pycodestyle, sorted imports, bugbear
+	$(BIN)/ruff check .
 
 test-fast: $(BIN)/.installed ## unit tests only, no notebooks, no real-data training
 	$(BIN)/python -m pytest tests -m "not slow and not site"
@@ -33,11 +36,11 @@ lab: $(BIN)/.installed       ## open the lessons in JupyterLab (installs it on f
 	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/pip install -e ".[notebooks]"
 	$(BIN)/jupyter lab $$(test "$$(id -u)" = 0 && echo --allow-root) notebooks
 
-colab:                       ## write every lesson's Colab badge + setup cell from pyproject's [project.urls]
-	$(PYTHON) tools/colab.py
+colab: $(BIN)/.installed     ## write every lesson's Colab badge + setup cell from pyproject's [project.urls]
+	$(BIN)/python tools/colab.py
 
 mirror: $(BIN)/.installed    ## are notebooks and vit_lib the same code?
-	$(BIN)/python -m vit_lib.mirror
+	$(BIN)/python -m vit_lib mirror
 
 diagram: $(BIN)/.installed   ## redraw vit_architecture/vit.png, vit.svg and you_are_here/*.png from the seed config
 	$(BIN)/python vit_architecture/draw.py
@@ -56,7 +59,7 @@ bench: $(BIN)/.installed     ## speed and accuracy benchmarks; rewrites the READ
 	$(BIN)/python benchmarks/run_all.py
 
 student: $(BIN)/.installed   ## write notebooks/student/ (solutions removed) and mark the lessons' solution cells for nbgrader
-	$(BIN)/python -m vit_lib.student
+	$(BIN)/python -m vit_lib student
 
 clean:
 	rm -rf runs .pytest_cache

@@ -12,7 +12,7 @@ with best's recipe otherwise (shifts, rotations, zooms); then the same for 16 ep
 longer than 600 s here, to tell whether it is the time or the model that falls short.
 
 First a speed table: training images/s of `best` and of each candidate model, round-robin in one
-process. Then each candidate trains like `python -m vit_lib.train` (same seeding, loaders and
+process. Then each candidate trains like `python -m vit_lib train` (same seeding, loaders and
 `fit`), one seed, evaluated on the full test set after every epoch. Runs already in the JSON
 are kept (pass --rerun to measure them again). The reference row is the `best` preset itself,
 from benchmarks/results.json (`make bench`).
@@ -34,10 +34,10 @@ from throughput import round_robin  # noqa: E402
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit
+from vit_lib.machinery.families import build_model, describe
+from vit_lib.machinery.runtime import seed_everything
 from vit_lib.model import count_parameters
-from vit_lib.models import build_model, describe
 from vit_lib.presets import get_preset
-from vit_lib.runtime import seed_everything
 
 HERE = Path(__file__).resolve().parent
 JSON = HERE / "best_options.json"
@@ -60,7 +60,7 @@ def key(c: dict[str, Any], seed: int) -> str:
 
 
 def train(c: dict[str, Any], seed: int, data_dir: str | None) -> dict[str, Any]:
-    """One candidate, trained as `python -m vit_lib.train --preset best` would with its changes."""
+    """One candidate, trained as `python -m vit_lib train --preset best` would with its changes."""
     preset = get_preset("best", c["dataset"], c["model"], **c["recipe"])
     recipe = preset.recipe
     seed_everything(seed)

@@ -67,10 +67,10 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
 
     from vit_lib.data import get_loaders
     from vit_lib.engine import build_optimizer, build_scheduler, evaluate, train_one_epoch
+    from vit_lib.machinery.families import build_model
+    from vit_lib.machinery.runtime import seed_everything
     from vit_lib.model import count_parameters
-    from vit_lib.models import build_model
     from vit_lib.presets import get_preset
-    from vit_lib.runtime import seed_everything
 
     recipe_overrides = dict(spec.get("recipe", {}))
     if "scale" in recipe_overrides:

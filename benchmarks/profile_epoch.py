@@ -21,9 +21,9 @@ from torch import nn
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import build_optimizer, build_scheduler
-from vit_lib.models import build_model
+from vit_lib.machinery.families import build_model
+from vit_lib.machinery.runtime import seed_everything
 from vit_lib.presets import PRESETS, get_preset
-from vit_lib.runtime import seed_everything
 
 
 def profile(preset_name: str, batch_size: int | None, steps: int | None, dataset: str = "mnist",

@@ -10,7 +10,7 @@ Measures (each job in its own process, so its peak memory is its own):
   2. training time to 97% MNIST test accuracy with the seed's model: seed pipeline against
      vit_lib's seed-tuned preset (benchmarks/time_to_accuracy.py);
   3. test accuracy after each preset's epochs for several seeds on MNIST and Fashion-MNIST
-     (python -m vit_lib.train), with training time;
+     (python -m vit_lib train), with training time;
   4. peak memory (max RSS) of every job.
 Writes benchmarks/results.json, benchmarks/results.md, benchmarks/accuracy_vs_time.png and the
 section of README.md between the `results:start` / `results:end` markers.
@@ -76,7 +76,7 @@ def measure(args: argparse.Namespace) -> dict:
         for preset in args.presets:
             for seed in args.seeds:
                 out = work / f"{preset}-{dataset}-{seed}"
-                job = run_job([py, "-m", "vit_lib.train", "--preset", preset, "--dataset", dataset,
+                job = run_job([py, "-m", "vit_lib.cli.train", "--preset", preset, "--dataset", dataset,
                                "--seed", str(seed), "--out", str(out), "--no-progress"],
                               work / f"{preset}-{dataset}-{seed}.log")
                 m = json.loads((out / "metrics.json").read_text())

@@ -7,7 +7,7 @@ changed at a time, round-robin in one process so that a machine slowing down aff
 the seed pipeline (the 1.00x of every ratio), seed-tuned as it is (2 threads), 1 thread, batches
 of 256 and 512, no random shifts, and torch.compile (in fresh processes: its start-up, the first
 epoch minus a steady one, with an empty compile cache and then a warm one). Then data-parallel training through torchrun (2 processes x 1
-thread, gloo) on the same images, against one process, both through `python -m vit_lib.train`.
+thread, gloo) on the same images, against one process, both through `python -m vit_lib train`.
 With --short, the question for time to 97%: does any recipe that trains faster per image reach
 97% in 2 epochs instead of 3 (seed 0), and does batch 256 (3x the seed pipeline's throughput)
 still reach it in 3 (seeds 0, 1, 2)?
@@ -32,9 +32,9 @@ from throughput import round_robin, seed_pipeline  # noqa: E402
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit
-from vit_lib.models import build_model
+from vit_lib.machinery.families import build_model
+from vit_lib.machinery.runtime import seed_everything
 from vit_lib.presets import get_preset
-from vit_lib.runtime import seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,10 +84,10 @@ def compiled(images: int) -> dict[str, float]:
 
 
 def cli_throughput(images: int, processes: int) -> float:
-    """Images/s of `python -m vit_lib.train` (seed-tuned, 1 epoch on `images` images); with
+    """Images/s of `python -m vit_lib train` (seed-tuned, 1 epoch on `images` images); with
     processes > 1 through torchrun, one thread each."""
     with tempfile.TemporaryDirectory() as out:
-        args = ["-m", "vit_lib.train", "--preset", "seed-tuned", "--epochs", "1", "--no-progress",
+        args = ["-m", "vit_lib.cli.train", "--preset", "seed-tuned", "--epochs", "1", "--no-progress",
                 "--train-subset", str(images), "--out", out, "--overwrite"]
         env = dict(os.environ)
         if processes > 1:
@@ -149,7 +149,7 @@ def main() -> int:
                  f"+{row['startup_seconds_warm']:.0f}s with a warm one)"
                  if "startup_seconds_cold" in row else "")
         print(f"{row['variant']:<45} {row['images_per_second']:>8,.0f} {row['ratio']:>7.2f}x{extra}")
-    print(f"vit_lib.train, one process: {one:,.0f} img/s; torchrun 2 x 1 thread: {two:,.0f} img/s "
+    print(f"vit_lib.cli.train, one process: {one:,.0f} img/s; torchrun 2 x 1 thread: {two:,.0f} img/s "
           f"({two / one:.2f}x)")
     short = {}
     if args.short:

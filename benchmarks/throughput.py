@@ -21,9 +21,9 @@ from seed_reference import BATCH_SIZE, seed_loaders, seed_setup, seed_train_epoc
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit
-from vit_lib.models import build_model
+from vit_lib.machinery.families import build_model
+from vit_lib.machinery.runtime import seed_everything
 from vit_lib.presets import get_preset
-from vit_lib.runtime import seed_everything
 
 
 def seed_pipeline(images: int) -> float:

@@ -25,9 +25,9 @@ from seed_reference import seed_evaluate, seed_loaders, seed_setup, seed_train_e
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit
-from vit_lib.models import build_model
+from vit_lib.machinery.families import build_model
+from vit_lib.machinery.runtime import seed_everything
 from vit_lib.presets import get_preset
-from vit_lib.runtime import seed_everything
 
 
 def run_seed(target: float, max_epochs: int, seed: int) -> list[dict]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vit_lib import evaluate as evaluate_cli
-from vit_lib import train as train_cli
-from vit_lib.cli import run_cli
+from vit_lib.cli import evaluate as evaluate_cli
+from vit_lib.cli import train as train_cli
+from vit_lib.cli.common import run_cli
 from vit_lib.data import TensorLoader, dataset_info
 
 N_TRAIN, N_TEST = 192, 64

@@ -32,7 +32,7 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
                           "--stem linear"]),
     (["--stem", "cnn"], ["argument --stem: invalid choice: 'cnn'"]),
     (["--preset", "cnn-tiny", "--stem", "conv"], ["error: preset 'cnn-tiny' builds a CNNConfig, "
-                                                  "which has no stem (--stem)"]),
+                                                  "which has no --stem"]),
     (["--batch-size", "0"], ["argument --batch-size: must be at least 1, got 0"]),
     (["--lr", "fast"], ["argument --lr: 'fast' is not a number"]),
     (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"],
@@ -43,22 +43,22 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
                                            "trains on cpu; drop --cuda-graph"]),
 ])
 def test_train_rejects_bad_arguments(args, fragments, tmp_path):
-    assert_clean_error(run("vit_lib.train", "--out", str(tmp_path / "r"), "--no-download", *args),
+    assert_clean_error(run("vit_lib.cli.train", "--out", str(tmp_path / "r"), "--no-download", *args),
                        *fragments)
 
 
 def test_train_without_data_offline_explains_where_to_put_it(tmp_path):
-    result = run("vit_lib.train", "--out", str(tmp_path / "r"), "--no-download",
+    result = run("vit_lib.cli.train", "--out", str(tmp_path / "r"), "--no-download",
                  "--data-dir", str(tmp_path / "nowhere"))
     assert_clean_error(result, "error: mnist: dataset not found in", "train-images-idx3-ubyte",
                        "VIT_DATA_DIR")
 
 
 def test_resume_without_checkpoint_and_evaluate_of_missing_file(tmp_path):
-    assert_clean_error(run("vit_lib.train", "--out", str(tmp_path / "r"), "--resume"),
+    assert_clean_error(run("vit_lib.cli.train", "--out", str(tmp_path / "r"), "--resume"),
                        "error: no checkpoint at", "train first")
     assert not (tmp_path / "r").exists()     # nothing created for a run that is not there
-    assert_clean_error(run("vit_lib.evaluate", "--checkpoint", str(tmp_path / "x.pt")),
+    assert_clean_error(run("vit_lib.cli.evaluate", "--checkpoint", str(tmp_path / "x.pt")),
                        "error: no checkpoint at")
 
 
@@ -66,7 +66,7 @@ def test_resume_without_checkpoint_and_evaluate_of_missing_file(tmp_path):
 def test_train_resume_and_evaluate_end_to_end(tmp_path, data_dir):
     out = tmp_path / "run"
     common = ["--data-dir", str(data_dir), "--no-download", "--no-progress"]
-    first = run("vit_lib.train", "--preset", "seed-tuned", "--epochs", "2", "--train-subset", "3000",
+    first = run("vit_lib.cli.train", "--preset", "seed-tuned", "--epochs", "2", "--train-subset", "3000",
                 "--out", str(out), *common)
     assert first.returncode == 0, first.stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -74,20 +74,20 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, data_dir):
     assert metrics["params"] == 14_410 and len(metrics["history"]) == 2
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "checkpoint.pt").is_file()
 
-    again = run("vit_lib.train", "--out", str(out), *common)     # never overwrite a run
+    again = run("vit_lib.cli.train", "--out", str(out), *common)     # never overwrite a run
     assert_clean_error(again, "already holds a run (checkpoint.pt, metrics.json); pass --resume")
-    finished = run("vit_lib.train", "--out", str(out), "--resume", *common)
+    finished = run("vit_lib.cli.train", "--out", str(out), "--resume", *common)
     assert finished.returncode == 0, finished.stderr
     assert "holds a finished run (2 of 2 epochs" in finished.stdout
     assert json.loads((out / "metrics.json").read_text()) == metrics     # untouched
-    extended = run("vit_lib.train", "--out", str(out), "--resume", "--epochs", "3", *common)
+    extended = run("vit_lib.cli.train", "--out", str(out), "--resume", "--epochs", "3", *common)
     assert extended.returncode == 0 and "resuming" in extended.stdout, extended.stderr
     assert "the cosine schedule is recomputed for 3 epochs" in extended.stdout
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert history[:2] == metrics["history"] and len(history) == 3
     metrics = json.loads((out / "metrics.json").read_text())
 
-    evaluated = run("vit_lib.evaluate", "--checkpoint", str(out / "checkpoint.pt"), *common[:-1])
+    evaluated = run("vit_lib.cli.evaluate", "--checkpoint", str(out / "checkpoint.pt"), *common[:-1])
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"mnist test accuracy: {metrics['test_accuracy']:.2f}%" in evaluated.stdout
     assert (out / "confusion_matrix.png").stat().st_size > 10_000

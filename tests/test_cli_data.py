@@ -76,7 +76,7 @@ def test_the_cli_says_which_file_is_damaged(tmp_path):
     folder = fake_mnist(tmp_path)
     (folder / "train-labels-idx1-ubyte").write_bytes(b"")
     result = subprocess.run(
-        [sys.executable, "-m", "vit_lib.train", "--data-dir", str(tmp_path), "--out",
+        [sys.executable, "-m", "vit_lib.cli.train", "--data-dir", str(tmp_path), "--out",
          str(tmp_path / "run"), "--no-progress"], cwd=ROOT, capture_output=True, text=True,
         timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
@@ -99,5 +99,5 @@ def test_a_damaged_cifar10_file_is_named_offline(tmp_path):
 def test_a_data_dir_that_is_a_file_is_explained(tmp_path):
     (tmp_path / "data").write_text("not a folder")
     with pytest.raises(DataNotFoundError, match=r"the data folder .*data is a file, not a folder; "
-                                                r"point --data-dir / \$VIT_DATA_DIR at the folder"):
+                                                r"point data_dir / \$VIT_DATA_DIR at the folder"):
         load_tensors("mnist", data_dir=tmp_path / "data")

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_fakes import N_TEST, evaluate, fake_data, train  # noqa: F401  (fake_data is a fixture)
-from vit_lib import cli
-from vit_lib.checkpoint import CheckpointError, load_checkpoint
-from vit_lib.cli import Terminated, output_lock, run_cli
+
+from vit_lib.cli import common as cli
+from vit_lib.cli.common import Terminated, output_lock, run_cli
 from vit_lib.config import ConfigError
 from vit_lib.data import DamagedDataError, DataNotFoundError
 from vit_lib.engine import TrainingDivergedError
-from vit_lib.errors import OutputError, RunInUseError, UserError
-from vit_lib.runtime import DeviceError
+from vit_lib.machinery.checkpoint import CheckpointError, load_checkpoint
+from vit_lib.machinery.errors import OutputError, RunInUseError, UserError
+from vit_lib.machinery.runtime import DeviceError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,7 +151,7 @@ def test_a_killed_run_does_not_keep_the_folder_locked(tmp_path, capsys, fake_dat
     out.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from vit_lib.cli import output_lock\n"
+         "from vit_lib.cli.common import output_lock\n"
          f"with output_lock(Path({str(out)!r})):\n print('locked', flush=True); time.sleep(120)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -185,7 +185,7 @@ def test_interrupt_after_an_epoch_names_the_saved_epoch(interrupt, code, tmp_pat
     result = train(capsys, "--epochs", "3", "--out", out)
     assert result.code == code
     assert (f"{out / 'checkpoint.pt'} holds epoch 2 of 3; continue with: python -m "
-            f"vit_lib.train --out {out} --resume") in result.err
+            f"vit_lib train --out {out} --resume") in result.err
     fake_data.interrupt_at = None
     assert train(capsys, "--out", out, "--resume").code == 0
 
@@ -200,6 +200,7 @@ def test_sigterm_handler_is_installed_only_while_the_cli_runs():
 
 def _python_checkpoint(path: Path, extra=None) -> None:
     from cli_fakes import synthetic
+
     from vit_lib.data import TensorLoader
     from vit_lib.engine import fit
     from vit_lib.model import VisionTransformer
@@ -256,7 +257,7 @@ def test_evaluate_refuses_a_dataset_the_model_cannot_read(tmp_path, capsys, fake
 
 
 def test_ctrl_c_during_evaluate_does_not_mention_resume(tmp_path, capsys, fake_data, monkeypatch):
-    from vit_lib import evaluate as evaluate_cli
+    from vit_lib.cli import evaluate as evaluate_cli
     _python_checkpoint(tmp_path / "c.pt", extra={"dataset": "mnist"})
 
     def interrupted(*args, **kwargs):
@@ -294,7 +295,7 @@ def test_evaluate_out_may_be_a_folder(tmp_path, capsys, fake_data):
 
 
 def test_a_hand_made_checkpoint_names_what_it_lacks(tmp_path, capsys, fake_data):
-    from vit_lib.checkpoint import save_checkpoint
+    from vit_lib.machinery.checkpoint import save_checkpoint
     save_checkpoint(tmp_path / "run" / "checkpoint.pt", {"format": 1, "model": {}})
     for result in (evaluate(capsys, "--checkpoint", tmp_path / "run"),
                    train(capsys, "--out", tmp_path / "run", "--resume")):

@@ -1,4 +1,4 @@
-"""`vit_lib.train --resume` keeps its word: every flag given with it is honoured or refused by
+"""`vit_lib.cli.train --resume` keeps its word: every flag given with it is honoured or refused by
 name, an extended constant-schedule run equals an uninterrupted one, a finished run is left alone,
 and a diverged run can be retried from the command line (--lr, --grad-clip, --overwrite).
 In-process runs on small synthetic data (tests/cli_fakes.py): each takes well under a second."""
@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-
 from cli_fakes import fake_data, train  # noqa: F401  (fake_data is a fixture)
-from vit_lib.checkpoint import load_checkpoint
+
+from vit_lib.machinery.checkpoint import load_checkpoint
 
 
 def weights(run_dir):
@@ -165,11 +165,12 @@ def test_grad_clip_flag_sets_the_recipe(tmp_path, capsys, fake_data):
 def test_python_checkpoint_without_extra_resumes_with_dataset_and_seed(tmp_path, capsys,
                                                                       fake_data):
     from cli_fakes import synthetic
+
     from vit_lib.data import TensorLoader
     from vit_lib.engine import fit
+    from vit_lib.machinery.runtime import seed_everything
     from vit_lib.model import VisionTransformer
     from vit_lib.presets import get_preset
-    from vit_lib.runtime import seed_everything
     out = tmp_path / "run"
     preset = get_preset("seed", epochs=2)
     seed_everything(0)

@@ -1,4 +1,4 @@
-"""A real `python -m vit_lib.train` stopped by SIGINT (Ctrl-C), SIGTERM (`timeout`, `docker stop`,
+"""A real `python -m vit_lib train` stopped by SIGINT (Ctrl-C), SIGTERM (`timeout`, `docker stop`,
 job schedulers) or SIGKILL during its second epoch, then continued with --resume, ends with
 exactly the weights of an uninterrupted run; SIGINT and SIGTERM say which epoch was kept."""
 import re
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vit_lib.checkpoint import load_checkpoint
+from vit_lib.machinery.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--preset", "seed-tuned", "--epochs", "3", "--train-subset", "3000", "--no-download",
@@ -21,7 +21,7 @@ _reference: dict[str, dict[str, torch.Tensor]] = {}
 
 def _train(out: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "vit_lib.train", *ARGS, "--data-dir", str(data_dir), "--out",
+        [sys.executable, "-m", "vit_lib.cli.train", *ARGS, "--data-dir", str(data_dir), "--out",
          str(out), *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # a shell may start background jobs with SIGINT ignored; a terminal user's Ctrl-C is not
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -56,7 +56,7 @@ def test_a_signal_mid_epoch_then_resume_gives_the_exact_weights(sig, code, said,
     if said is not None:
         assert err.startswith(said) and "Traceback" not in err, err
         assert re.search(rf"{re.escape(str(out / 'checkpoint.pt'))} holds epoch [12] of 3; "
-                         rf"continue with: python -m vit_lib.train --out {re.escape(str(out))} "
+                         rf"continue with: python -m vit_lib train --out {re.escape(str(out))} "
                          "--resume", err), err
     resumed = _train(out, data_dir, "--resume")
     _, err = resumed.communicate(timeout=600)

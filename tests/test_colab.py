@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from packaging.requirements import Requirement
 
@@ -50,7 +49,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 def _without_colab_cells(text: str) -> str:
     nb = json.loads(text)
     nb["cells"] = [c for c in nb["cells"] if c.get("id") not in (colab.BADGE_ID, colab.SETUP_ID)]
-    return colab.dumps(nb)
+    return colab.dumps_notebook(nb)
 
 
 def _source(cell: dict) -> str:

@@ -8,8 +8,15 @@ import pytest
 import torch
 import torchvision
 
-from vit_lib.data import (DataNotFoundError, TensorLoader, dataset_info, get_loaders, load_tensors,
-                          random_affine, resolve_data_dir)
+from vit_lib.data import (
+    DataNotFoundError,
+    TensorLoader,
+    dataset_info,
+    get_loaders,
+    load_tensors,
+    random_affine,
+    resolve_data_dir,
+)
 
 
 def test_data_dir_precedence(monkeypatch, tmp_path):
@@ -42,7 +49,7 @@ def test_failed_download_is_explained(tmp_path, monkeypatch):
         load_tensors("fashion-mnist", data_dir=tmp_path)
     msg = str(err.value)
     assert "the download failed (URLError" in msg and "no network" in msg
-    assert str(tmp_path / "FashionMNIST" / "raw") in msg and "--data-dir" in msg
+    assert str(tmp_path / "FashionMNIST" / "raw") in msg and "data_dir" in msg and "--data-dir" in err.value.for_cli()
 
 
 def _write_fake_cifar(root: Path, per_batch: int = 6) -> None:

@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vit_lib import distributed
-from vit_lib import train as train_cli
-from vit_lib.checkpoint import model_from_checkpoint
-from vit_lib.cli import run_cli
+from vit_lib.cli import train as train_cli
+from vit_lib.cli.common import run_cli
 from vit_lib.data import Augment, TensorLoader, shard_bounds
-from vit_lib.errors import OutputError
+from vit_lib.machinery import distributed
+from vit_lib.machinery.errors import OutputError
+from vit_lib.machinery.families import model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = 2051          # 32 full batches of 64 and a last batch of 3: split 1 + 2 over 2 ranks
@@ -118,7 +118,7 @@ def test_global_batch_must_split_over_the_processes():
 
 
 def test_nccl_on_a_cpu_and_a_named_gpu_are_refused_with_the_fix():
-    with pytest.raises(distributed.DistributedError, match="nccl needs CUDA GPUs.*gloo"):
+    with pytest.raises(distributed.DistributedError, match="nccl' needs CUDA GPUs.*gloo"):
         distributed.choose_backend("nccl", torch.device("cpu"))
     assert distributed.choose_backend("auto", torch.device("cpu")) == "gloo"
     with pytest.raises(distributed.DistributedError, match="GPU of its local rank"):
@@ -218,13 +218,13 @@ def test_an_error_on_one_rank_reaches_every_rank_at_the_next_agreement():
 
 def torchrun(data_dir: Path, *args: str, limit_file_bytes: int | None = None,
              ) -> tuple[subprocess.CompletedProcess, float]:
-    """`torchrun --standalone --nproc_per_node=2 -m vit_lib.train ARGS`; (result, seconds)."""
+    """`torchrun --standalone --nproc_per_node=2 -m vit_lib train ARGS`; (result, seconds)."""
     def limit() -> None:   # every file the processes write is cut at this size (EFBIG)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, limit_file_bytes))
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "vit_lib.train", *args], cwd=ROOT, capture_output=True, text=True,
+         "-m", "vit_lib.cli.train", *args], cwd=ROOT, capture_output=True, text=True,
         timeout=LIMIT_S, preexec_fn=limit if limit_file_bytes else None,
         env=dict(os.environ, PYTHONPATH=str(ROOT), VIT_DATA_DIR=str(data_dir), OMP_NUM_THREADS="1",
                  VIT_DIST_TIMEOUT="60"))

@@ -7,11 +7,11 @@ import torch
 
 from vit_lib.config import ViTConfig
 from vit_lib.data import TensorLoader, get_loaders
-from vit_lib.checkpoint import (CheckpointError, load_checkpoint, model_from_checkpoint,
-                                save_checkpoint)
 from vit_lib.engine import TrainingDivergedError, build_optimizer, evaluate, fit, lr_factor
-from vit_lib.errors import OutputError
-from vit_lib.runtime import DeviceError, resolve_device, seed_everything
+from vit_lib.machinery.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vit_lib.machinery.errors import OutputError
+from vit_lib.machinery.families import model_from_checkpoint
+from vit_lib.machinery.runtime import DeviceError, resolve_device, seed_everything
 from vit_lib.model import VisionTransformer
 from vit_lib.presets import Recipe, get_preset
 
@@ -202,8 +202,9 @@ def test_devices():
     with pytest.raises(DeviceError, match="unknown device 'tpu'"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="PyTorch sees no CUDA GPU here; use --device auto or cpu"):
+        with pytest.raises(DeviceError, match="PyTorch sees no CUDA GPU here; use device='auto' or cpu") as err:
             resolve_device("cuda")
+        assert "use --device auto or cpu" in err.value.for_cli()
 
 
 def test_adamw_decays_only_weight_matrices_and_adam_is_one_group():
@@ -249,6 +250,7 @@ def test_resume_restores_the_fp16_gradient_scaler(tmp_path, monkeypatch):
     scale grows and backs off as it goes: a resumed run must carry it on. Rehearsed on the CPU
     with a CPU GradScaler (fp32 scaled by powers of two: the weights are unchanged by it)."""
     import contextlib
+
     from vit_lib import engine
     scalers = []
 

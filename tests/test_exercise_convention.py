@@ -17,7 +17,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_exercises_follow_the_lesson_table(path: Path):
     lesson = path.name[:2]
-    table = importlib.import_module(f"vit_lib.exercises.lesson{lesson}").EXERCISES
+    table = importlib.import_module(f"vit_lib.classroom.exercises.lesson{lesson}").EXERCISES
     nb = json.loads(path.read_text(encoding="utf-8"))
     assert nb["metadata"]["vit_lib"] == {"lesson": lesson}
     headings, calls, worked = [], [], 0

@@ -1,6 +1,6 @@
 """The exercise-check protocol every lesson module follows, and the grader relies on.
 
-Each vit_lib.exercises.lessonNN has an EXERCISES table numbered 1..n whose entries name checks
+Each vit_lib.classroom.exercises.lessonNN has an EXERCISES table numbered 1..n whose entries name checks
 decorated with @exercise_check; a check returns a CheckResult, appends it to RESULTS, writes it
 as a JSON line to $VIT_LIB_RESULTS, and reports None answers and NotImplementedError stubs as
 "not attempted", whether the answer is a value or a function.
@@ -17,16 +17,16 @@ from types import ModuleType
 import pytest
 import torch
 
-import vit_lib.exercises
-from vit_lib.exercises import common
-from vit_lib.exercises.common import NOT_ATTEMPTED, RESULTS_ENV, CheckResult, Exercise
+import vit_lib.classroom.exercises
+from vit_lib.classroom.exercises import common
+from vit_lib.classroom.exercises.common import NOT_ATTEMPTED, RESULTS_ENV, CheckResult, Exercise
 
-LESSON_MODULES = sorted(m.name for m in pkgutil.iter_modules(vit_lib.exercises.__path__)
+LESSON_MODULES = sorted(m.name for m in pkgutil.iter_modules(vit_lib.classroom.exercises.__path__)
                         if re.fullmatch(r"lesson\d\d", m.name))
 
 
 def _module(name: str) -> ModuleType:
-    return importlib.import_module(f"vit_lib.exercises.{name}")
+    return importlib.import_module(f"vit_lib.classroom.exercises.{name}")
 
 
 def _checks(name: str) -> list[tuple[Exercise, object]]:
@@ -106,7 +106,7 @@ def test_not_implemented_stub_is_not_attempted(name, number, capsys):
 
 def test_stub_wrapped_by_a_check_is_still_not_attempted(capsys):
     """A check that turns the learner's exception into its own message keeps 'not attempted'."""
-    from vit_lib.exercises.common import Mismatch, run_check
+    from vit_lib.classroom.exercises.common import Mismatch, run_check
 
     def body() -> str:
         try:
@@ -121,7 +121,7 @@ def test_stub_wrapped_by_a_check_is_still_not_attempted(capsys):
 
 def test_value_and_function_answers_report_the_same_way(capsys, monkeypatch, tmp_path):
     """Lesson 01: exercise 1 takes a tensor, exercise 2 a function; both pass and fail alike."""
-    from vit_lib.exercises.lesson01 import check_num_patches, check_patches
+    from vit_lib.classroom.exercises.lesson01 import check_num_patches, check_patches
 
     results_file = tmp_path / "results.jsonl"
     monkeypatch.setenv(RESULTS_ENV, str(results_file))
@@ -144,7 +144,7 @@ def test_value_and_function_answers_report_the_same_way(capsys, monkeypatch, tmp
 
 
 def test_nothing_is_written_without_the_variable(monkeypatch, tmp_path, capsys):
-    from vit_lib.exercises.lesson01 import check_num_patches
+    from vit_lib.classroom.exercises.lesson01 import check_num_patches
 
     monkeypatch.delenv(RESULTS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from vit_lib.exercises.common import RESULTS
-from vit_lib.exercises.lesson00 import check_class_counts, check_class_means, check_normalize
+from vit_lib.classroom.exercises.common import RESULTS
+from vit_lib.classroom.exercises.lesson00 import check_class_counts, check_class_means, check_normalize
 
 MEAN, STD = (0.1307,), (0.3081,)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vit_lib.exercises.lesson01 import check_num_patches, check_patches, check_unpatchify
+from vit_lib.classroom.exercises.lesson01 import check_num_patches, check_patches, check_unpatchify
 
 
 def _out(capsys) -> str:

@@ -6,8 +6,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vit_lib.exercises.lesson02 import (check_attention_params, check_masked_attention,
-                                        check_split_merge_heads)
+from vit_lib.classroom.exercises.lesson02 import (
+    check_attention_params,
+    check_masked_attention,
+    check_split_merge_heads,
+)
 
 
 def _out(capsys) -> str:

@@ -7,7 +7,7 @@ from torch import nn
 
 from vit_lib.attention import MultiHeadSelfAttention
 from vit_lib.block import MLP
-from vit_lib.exercises import lesson03
+from vit_lib.classroom.exercises import lesson03
 
 
 def _feedback(capsys: pytest.CaptureFixture[str]) -> str:

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vit_lib.classroom.exercises import lesson04
 from vit_lib.config import ViTConfig
-from vit_lib.exercises import lesson04
 
 
 def _feedback(capsys: pytest.CaptureFixture[str]) -> str:

@@ -6,8 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vit_lib.exercises import lesson05 as ex
-
+from vit_lib.classroom.exercises import lesson05 as ex
 
 # --- worked solutions (the same as in the notebook) ------------------------------------------
 

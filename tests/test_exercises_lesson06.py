@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from vit_lib.classroom.exercises import lesson06 as ex
 from vit_lib.config import ViTConfig
-from vit_lib.exercises import lesson06 as ex
 from vit_lib.interpret import attention_maps, attention_rollout
 from vit_lib.model import VisionTransformer
-
 
 # --- worked solutions (the same as in the notebook) ------------------------------------------
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from vit_lib.exercises import lesson07 as ex
+from vit_lib.classroom.exercises import lesson07 as ex
 from vit_lib.transfer import freeze_all_but_head
-
 
 # --- worked solutions (the same as in the notebook) ------------------------------------------
 

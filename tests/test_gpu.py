@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from vit_lib.checkpoint import load_checkpoint, model_from_checkpoint
 from vit_lib.config import ViTConfig
 from vit_lib.data import get_loaders
 from vit_lib.engine import build_optimizer, fit, train_one_epoch
+from vit_lib.machinery.checkpoint import load_checkpoint
+from vit_lib.machinery.families import model_from_checkpoint
+from vit_lib.machinery.runtime import amp_context, resolve_device, seed_everything
 from vit_lib.model import VisionTransformer
 from vit_lib.presets import get_preset
-from vit_lib.runtime import amp_context, resolve_device, seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_CUDA = torch.cuda.is_available()
@@ -162,7 +163,7 @@ def test_device_auto_picks_cuda_in_python_and_the_cli(tmp_path, data_dir):
     assert resolve_device("auto").type == "cuda"
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "vit_lib.train", "--preset", "seed", "--epochs", "1",
+        [sys.executable, "-m", "vit_lib.cli.train", "--preset", "seed", "--epochs", "1",
          "--train-subset", "1024", "--device", "auto", "--no-progress", "--no-download",
          "--data-dir", str(data_dir), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -203,7 +204,7 @@ def test_cuda_graph_trains_as_the_eager_step_and_its_checkpoints_resume(tmp_path
 def test_cuda_graph_flag_of_the_cli(tmp_path, data_dir):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "vit_lib.train", "--preset", "seed-tuned", "--epochs", "2",
+        [sys.executable, "-m", "vit_lib.cli.train", "--preset", "seed-tuned", "--epochs", "2",
          "--train-subset", "2000", "--cuda-graph", "--no-progress", "--no-download",
          "--data-dir", str(data_dir), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)

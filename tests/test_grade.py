@@ -1,4 +1,4 @@
-"""python -m vit_lib.grade: runs submissions in fresh kernels and writes a gradebook.
+"""python -m vit_lib grade: runs submissions in fresh kernels and writes a gradebook.
 
 The tests that run real lessons (01 and 02, a few seconds each) need MNIST and are marked slow.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from vit_lib import grade
-from vit_lib.exercises.common import NOT_ATTEMPTED, Exercise
-from vit_lib.grade import Row, Run, find_notebooks, grade_file, rows_for_run
-from vit_lib.student import build_student_edition, cell_source
+from vit_lib.classroom import grade
+from vit_lib.classroom.exercises.common import NOT_ATTEMPTED, Exercise
+from vit_lib.classroom.grade import Row, Run, find_notebooks, grade_file, rows_for_run
+from vit_lib.classroom.student import build_student_edition, cell_source
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = ROOT / "notebooks"
@@ -110,7 +110,7 @@ def test_finds_notebooks_in_folders(tmp_path):
                                   ["--timeout", "soon", "x.ipynb"], [], ["x.ipynb", "--out", "."],
                                   ["empty"], ["x.ipynb", "--out", "x.ipynb/book.csv"]])
 def test_usage_errors_exit_2(argv, tmp_path, monkeypatch, capsys):
-    from vit_lib.cli import run_cli
+    from vit_lib.cli.common import run_cli
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.ipynb").write_text("{}", encoding="utf-8")
@@ -142,7 +142,7 @@ def test_table_and_totals():
 # ----------------------------------------------------------------------------------------------
 # With a kernel: small made-up notebooks
 
-CORRECT_PARAMS = ("from vit_lib.exercises.lesson02 import check_attention_params\n"
+CORRECT_PARAMS = ("from vit_lib.classroom.exercises.lesson02 import check_attention_params\n"
                   "result = check_attention_params(lambda d, h, b=True: 4 * d * d + 3 * d * b + d)")
 
 
@@ -154,7 +154,7 @@ def test_loop_times_out_within_the_limit_and_bad_files_get_rows(tmp_path):
     (folder / "broken.ipynb").write_text('{"cells": [', encoding="utf-8")
     out = tmp_path / "book.csv"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "vit_lib.grade", str(folder), "--timeout", "20",
+    proc = subprocess.run([sys.executable, "-m", "vit_lib.classroom.grade", str(folder), "--timeout", "20",
                            "--out", str(out), "--executed", str(tmp_path / "executed")],
                           capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - start
@@ -182,7 +182,7 @@ def test_dying_kernel_and_raising_cell(tmp_path, monkeypatch):
     assert [r.status for r in rows] == ["not run", "passed", "not run"]
     assert "the kernel died" in rows[0].feedback
     raises = _write(tmp_path / "02_raises.ipynb", _notebook(
-        "1 / 0", CORRECT_PARAMS, "from vit_lib.exercises.lesson02 import check_masked_attention\n"
+        "1 / 0", CORRECT_PARAMS, "from vit_lib.classroom.exercises.lesson02 import check_masked_attention\n"
         "result = check_masked_attention(None)",
         "import os\nassert os.path.basename(os.getcwd()) == 'work' and 'vit-grade-' in os.getcwd()\n"
         "open('left-behind.txt', 'w').write('x')"))
@@ -255,7 +255,7 @@ def _rows(graded: dict, prefix: str) -> tuple[list[Row], Run]:
 @pytest.mark.slow
 def test_full_edition_passes_every_exercise(graded_lessons):
     rows, run = _rows(graded_lessons, "full_")
-    from vit_lib.exercises.lesson01 import EXERCISES
+    from vit_lib.classroom.exercises.lesson01 import EXERCISES
     assert [r.exercise for r in rows] == [ex.number for ex in EXERCISES]
     assert all(r.status == "passed" for r in rows), [(r.exercise, r.status, r.feedback) for r in rows]
     assert run.errors == [] and not run.stopped

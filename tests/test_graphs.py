@@ -1,21 +1,26 @@
-"""The CUDA-graph training step (vit_lib.graphs), on the CPU: its static-buffer bookkeeping,
+"""The CUDA-graph training step (vit_lib.machinery.cuda_graphs), on the CPU: its static-buffer bookkeeping,
 run without recording a graph, trains exactly as the eager epoch; NaN losses are caught and
 named; the option is refused where it cannot work; checkpoints stay those of an eager run.
 The capture itself is tested on a GPU (tests/test_gpu.py)."""
 import pytest
 import torch
 
-from vit_lib import graphs
+from vit_lib.machinery import cuda_graphs as graphs
+from vit_lib.cnn import CNNConfig
 from vit_lib.config import ViTConfig
 from vit_lib.data import TensorLoader
 from vit_lib.engine import TrainingDivergedError, build_optimizer, build_scheduler, fit, train_one_epoch
-from vit_lib.graphs import (CudaGraphError, GraphedTrainStep, check_cuda_graph, graph_ready,
-                            plain_optimizer_state)
-from vit_lib.cnn import CNNConfig
+from vit_lib.machinery.cuda_graphs import (
+    CudaGraphError,
+    GraphedTrainStep,
+    check_cuda_graph,
+    graph_ready,
+    plain_optimizer_state,
+)
+from vit_lib.machinery.families import build_model
+from vit_lib.machinery.runtime import seed_everything
 from vit_lib.model import VisionTransformer
-from vit_lib.models import build_model
 from vit_lib.presets import Recipe
-from vit_lib.runtime import seed_everything
 
 TINY = ViTConfig(dim=8, depth=2, heads=2, mlp_dim=16, dropout=0.1, drop_path=0.1)
 RECIPE = Recipe(optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=16, epochs=2,
@@ -98,7 +103,7 @@ def test_a_nan_loss_is_named_by_its_step():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({}, "CUDA graphs need a CUDA GPU, and this run trains on cpu; drop --cuda-graph"),
+    ({}, "CUDA graphs need a CUDA GPU, and this run trains on cpu; drop cuda_graph=True"),
     ({"compile": True}, "CUDA graphs and torch.compile cannot both wrap the step"),
     ({"parallel": True}, "not supported under torchrun"),
     ({"scaler": object()}, "need bf16 autocast"),

@@ -58,7 +58,7 @@ def installed(tmp_path_factory) -> Path:
     wheels = list((tmp / "dist").glob("vit_from_scratch-*.whl"))
     assert len(wheels) == 1, wheels
     names = zipfile.ZipFile(wheels[0]).namelist()
-    assert "vit_lib/__init__.py" in names and "vit_lib/exercises/__init__.py" in names
+    assert "vit_lib/__init__.py" in names and "vit_lib/classroom/exercises/__init__.py" in names
     site = tmp / "site"
     _pip("install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0]), cwd=tmp)
     return site

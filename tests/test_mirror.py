@@ -2,7 +2,7 @@
 import json
 import shutil
 
-from vit_lib import mirror
+from vit_lib.classroom import mirror
 
 
 def test_notebooks_and_library_are_in_sync():

@@ -4,8 +4,13 @@ import torch
 import torch.nn.functional as F
 
 from vit_lib.config import ViTConfig
-from vit_lib.model import VisionTransformer, count_parameters, parameter_table, sincos_2d_position_embedding
-from vit_lib.torchvision_compat import load_from_torchvision, matching_config, torchvision_vit
+from vit_lib.machinery.torchvision_compat import load_from_torchvision, matching_config, torchvision_vit
+from vit_lib.model import (
+    VisionTransformer,
+    count_parameters,
+    parameter_table,
+    sincos_2d_position_embedding,
+)
 
 
 def test_seed_model_has_14410_parameters():

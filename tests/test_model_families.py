@@ -1,17 +1,23 @@
-"""Model families by name (vit_lib.models), the CNN presets, and reusing a trained model
+"""Model families by name (vit_lib.machinery.families), the CNN presets, and reusing a trained model
 (vit_lib.transfer, `train --init-from` / `--linear-probe`)."""
 import json
 
 import pytest
 import torch
-
 from cli_fakes import evaluate, fake_data, train  # noqa: F401  (fake_data is a fixture)
-from vit_lib.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+
 from vit_lib.cnn import CNNConfig, ConvNet, ConvStem
 from vit_lib.config import ConfigError, ViTConfig
 from vit_lib.engine import build_optimizer, fit
+from vit_lib.machinery.checkpoint import load_checkpoint
+from vit_lib.machinery.errors import CheckpointError
+from vit_lib.machinery.families import (
+    architecture_of,
+    build_model,
+    config_from_dict,
+    model_from_checkpoint,
+)
 from vit_lib.model import VisionTransformer, count_parameters
-from vit_lib.models import architecture_of, build_model, config_from_dict
 from vit_lib.presets import PRESETS, get_preset
 from vit_lib.transfer import freeze_all_but_head, init_from_checkpoint
 
@@ -80,6 +86,7 @@ def test_each_model_says_which_matrices_take_no_weight_decay():
 
 def _synthetic(n=64, classes=10, seed=0):
     from cli_fakes import synthetic
+
     from vit_lib.data import TensorLoader
     x, y = synthetic("mnist", n, seed)
     y = y % classes
@@ -175,7 +182,7 @@ def test_cli_trains_a_cnn_and_evaluates_it(tmp_path, capsys, fake_data):
     assert metrics["architecture"] == "cnn" and metrics["params"] == 14_458
     assert evaluate(capsys, "--checkpoint", tmp_path / "c").code == 0
     refused = train(capsys, "--preset", "cnn-tiny", "--patch-size", "4", "--out", tmp_path / "p")
-    assert refused.code == 2 and "has no patch_size" in refused.err
+    assert refused.code == 2 and "has no --patch-size" in refused.err
 
 
 def test_cli_init_from_fine_tunes_and_records_the_source(tmp_path, capsys, fake_data):

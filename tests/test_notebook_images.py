@@ -106,7 +106,7 @@ def test_the_tool_embeds_only_attachments_and_is_idempotent(tmp_path: Path):
     nb = json.loads(after)
     for cell in nb["cells"]:
         cell.pop("attachments", None)
-    assert embed_images.dumps(nb) == before
+    assert embed_images.dumps_notebook(nb) == before
     # The embedded pictures are the committed files.
     cells = json.loads(after)["cells"]
     assert cells[1]["attachments"]["you_are_here.png"] == \
@@ -131,7 +131,7 @@ def test_a_redraw_without_re_embedding_is_caught(tmp_path: Path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     nb["cells"][1]["attachments"]["you_are_here.png"] = embed_images.png_bundle(
         pictures / "you_are_here/lesson_02.png")
-    path.write_text(embed_images.dumps(nb), encoding="utf-8")
+    path.write_text(embed_images.dumps_notebook(nb), encoding="utf-8")
     assert stale_pictures(path) == [
         "01_demo.ipynb cell 1: you_are_here.png is not the current picture (run make images)"]
     assert embed_images.main(["--check", str(path)]) == 1

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_engine import RECIPE, TINY, StopAtEpoch, _loaders
 from torch import nn
 
-from test_engine import RECIPE, TINY, StopAtEpoch, _loaders
-from vit_lib import run_cache
-from vit_lib.checkpoint import load_checkpoint
+from vit_lib.machinery import run_cache
 from vit_lib.engine import fit
+from vit_lib.machinery.checkpoint import load_checkpoint
+from vit_lib.machinery.run_cache import cache_dir, fit_or_reuse, run_fingerprint
+from vit_lib.machinery.runtime import seed_everything
 from vit_lib.model import VisionTransformer
-from vit_lib.run_cache import cache_dir, fit_or_reuse, run_fingerprint
-from vit_lib.runtime import seed_everything
 
 
 @pytest.fixture

@@ -10,11 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from vit_lib import student
-from vit_lib.student import (BEGIN, CODE_STUB, DETAILS_STUB, END, StudentEditionError,
-                             build_student_edition, cell_source, check_student_edition,
-                             clear_solution_regions, mark_nbgrader_cells, rewrite_links,
-                             strip_details, student_notebook)
+from vit_lib.classroom import student
+from vit_lib.classroom.student import (
+    BEGIN,
+    CODE_STUB,
+    DETAILS_STUB,
+    END,
+    StudentEditionError,
+    build_student_edition,
+    cell_source,
+    check_student_edition,
+    clear_solution_regions,
+    mark_nbgrader_cells,
+    rewrite_links,
+    strip_details,
+    student_notebook,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = ROOT / "notebooks"
@@ -67,7 +78,7 @@ def test_every_exercise_keeps_its_attempt_cell(edition):
     for name, text in edition.items():
         nb = json.loads(text)
         lesson = nb["metadata"]["vit_lib"].get("lesson", name[:2])
-        table = importlib.import_module(f"vit_lib.exercises.lesson{lesson}").EXERCISES
+        table = importlib.import_module(f"vit_lib.classroom.exercises.lesson{lesson}").EXERCISES
         code = "\n".join(cell_source(c) for c in nb["cells"] if c["cell_type"] == "code")
         for ex in table:
             assert re.search(rf"\b{ex.check}\(", code), f"{name}: no call of {ex.check} left"
@@ -80,7 +91,7 @@ def test_full_edition_solution_cells_carry_nbgrader_metadata():
     for path in sorted(LESSONS.glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))
         lesson = nb["metadata"]["vit_lib"]["lesson"]
-        numbers = {ex.number for ex in importlib.import_module(f"vit_lib.exercises.lesson{lesson}").EXERCISES}
+        numbers = {ex.number for ex in importlib.import_module(f"vit_lib.classroom.exercises.lesson{lesson}").EXERCISES}
         ids = []
         for cell in nb["cells"]:
             if BEGIN in cell_source(cell):
@@ -286,7 +297,7 @@ def test_teaching_homework_table_names_every_exercise():
     lessons = sorted(p.name[:2] for p in LESSONS.glob("[0-9][0-9]_*.ipynb"))
     assert sorted(rows) == lessons
     for lesson, cells in rows.items():
-        table = importlib.import_module(f"vit_lib.exercises.lesson{lesson}").EXERCISES
+        table = importlib.import_module(f"vit_lib.classroom.exercises.lesson{lesson}").EXERCISES
         named = [int(n) for n in re.findall(r"(?:^\s*|\|\s*|,\s*)(\d) ", cells)]
         assert sorted(named) == [ex.number for ex in table], f"lesson {lesson}: {named}"
         for ex in table:

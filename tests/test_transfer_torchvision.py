@@ -10,8 +10,8 @@ import torch
 import torchvision
 
 from vit_lib.config import ViTConfig
+from vit_lib.machinery.torchvision_compat import load_from_torchvision, matching_config
 from vit_lib.model import VisionTransformer, count_parameters
-from vit_lib.torchvision_compat import load_from_torchvision, matching_config
 
 VIT_B_16 = ViTConfig(image_size=224, in_channels=3, patch_size=16, dim=768, depth=12, heads=12,
                      mlp_dim=3072, num_classes=1000)

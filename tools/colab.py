@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vit_lib.classroom.notebooks import dumps_notebook
+
 ROOT = Path(__file__).resolve().parent.parent
 BADGE_ID = "colab-badge"
 SETUP_ID = "colab-setup"
@@ -138,11 +140,6 @@ def update_notebook(nb: dict[str, Any], url: str, notebook: str, branch: str = "
     return nb
 
 
-def dumps(nb: dict[str, Any]) -> str:
-    """A notebook as nbformat writes it (so untouched cells stay byte for byte the same)."""
-    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
-
-
 def lessons(notebooks_dir: Path) -> list[Path]:
     return sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
 
@@ -160,7 +157,7 @@ def run(root: Path, branch: str = "main", check: bool = False, url: str | None =
     for path in paths:
         text = path.read_text(encoding="utf-8")
         nb = json.loads(text)
-        new = dumps(update_notebook(nb, url, path.relative_to(root).as_posix(), branch))
+        new = dumps_notebook(update_notebook(nb, url, path.relative_to(root).as_posix(), branch))
         if new != text:
             changed.append(path)
             if not check:

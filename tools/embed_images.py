@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vit_lib.classroom.notebooks import dumps_notebook, lesson_number
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 PICTURES = ROOT / "vit_architecture"
@@ -48,9 +50,10 @@ def referenced_attachments(cell: dict[str, Any]) -> list[str]:
 
 def lesson_of(path: Path) -> str:
     """'01' for notebooks/01_patches.ipynb."""
-    if not re.fullmatch(r"[0-9]{2}_.*\.ipynb", path.name):
+    number = lesson_number(path)
+    if number is None:
         raise EmbedError(f"{path}: not a lesson notebook (expected a name like 01_patches.ipynb)")
-    return path.name[:2]
+    return number
 
 
 def picture_for(name: str, lesson: str, pictures: Path = PICTURES) -> Path | None:
@@ -71,12 +74,6 @@ def png_bundle(path: Path) -> dict[str, str]:
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise EmbedError(f"{path} is not a PNG file: redraw it with vit_architecture/draw.py")
     return {"image/png": base64.b64encode(data).decode("ascii")}
-
-
-def dumps(nb: dict[str, Any]) -> str:
-    """The notebook as nbformat writes it: indent 1, sorted keys, UTF-8, trailing newline."""
-    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False,
-                      separators=(",", ": ")) + "\n"
 
 
 def embed(nb: dict[str, Any], lesson: str, pictures: Path = PICTURES) -> dict[str, Any]:
@@ -108,7 +105,7 @@ def embed_file(path: Path, check: bool = False, pictures: Path = PICTURES) -> bo
     except json.JSONDecodeError as err:
         raise EmbedError(f"{path}: not valid notebook JSON ({err}); fix or restore the file") \
             from None
-    new = dumps(embed(nb, lesson, pictures))
+    new = dumps_notebook(embed(nb, lesson, pictures))
     if new == text:
         return False
     if not check:

@@ -4,7 +4,7 @@
     python tools/execute_notebooks.py notebooks/02_attention.ipynb
 
 Set VIT_DATA_DIR first if the datasets are not in ./data. Every run trains for real
-(VIT_CACHE_DIR=off: no run is loaded from vit_lib.run_cache), so the saved logs show training.
+(VIT_CACHE_DIR=off: no run is loaded from vit_lib.machinery.run_cache), so the saved logs show training.
 """
 from __future__ import annotations
 

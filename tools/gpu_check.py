@@ -10,7 +10,7 @@ Runs, in order, each stage's figures written to OUT/gpu_results.json as soon as 
 2. every lesson, its code cells executed in order in one fresh process (no Jupyter needed; IPython
    magics such as `%pip` are skipped), on the device `resolve_device("auto")` picks;
 3. benchmarks on the GPU: training images/s of the seed pipeline (benchmarks/seed_reference.py)
-   and of vit_lib's presets, eager and with CUDA graphs (vit_lib.graphs); time to 97% MNIST test
+   and of vit_lib's presets, eager and with CUDA graphs (vit_lib.machinery.cuda_graphs); time to 97% MNIST test
    accuracy, the median over seeds 0, 1 and 2 for both (seed pipeline: first epoch at or above
    97%, its seeds side by side in one process each; vit_lib seed-tuned with CUDA graphs: the
    shortest schedule that gets there, each a fresh run; eagerly for seed 0 too); full preset
@@ -129,7 +129,8 @@ def seed_pipeline_curve(seed: int, out: Path, data_dir: str | None, max_epochs: 
     import torch
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from seed_reference import seed_evaluate, seed_loaders, seed_setup, seed_train_epoch
-    from vit_lib.runtime import seed_everything
+
+    from vit_lib.machinery.runtime import seed_everything
 
     torch.set_num_threads(2)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -158,11 +159,12 @@ def stage_benchmarks(data_dir: str | None, deadline: float, record: Callable[[],
     import torch
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from seed_reference import BATCH_SIZE, seed_loaders, seed_setup, seed_train_epoch
+
     from vit_lib.data import get_loaders
     from vit_lib.engine import fit
+    from vit_lib.machinery.runtime import seed_everything
     from vit_lib.model import VisionTransformer, count_parameters
     from vit_lib.presets import get_preset
-    from vit_lib.runtime import seed_everything
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     graphs_ok = device.type == "cuda"

@@ -12,8 +12,8 @@
    checkout from a built wheel; not the nbval comparison of saved outputs, which were saved with
    the newest torch, nor the `site` tests, which check the HTML book and need its extras; `gpu`
    tests skip without CUDA) and, for every preset, one short training run
-   (`python -m vit_lib.train --preset P --epochs 1 --train-subset 512`) and an evaluation of the
-   checkpoint it wrote (`python -m vit_lib.evaluate`).
+   (`python -m vit_lib train --preset P --epochs 1 --train-subset 512`) and an evaluation of the
+   checkpoint it wrote (`python -m vit_lib evaluate`).
 
 Data come from $VIT_DATA_DIR (or the usual default, see README "Data"). Exit code 0 only when
 everything passed; the last lines summarise the versions and results.
@@ -105,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="test-oldest-") as tmp:
         for preset in presets:
             out = Path(tmp) / preset
-            took = step(f"train preset {preset}", [str(py), "-m", "vit_lib.train", "--preset", preset,
+            took = step(f"train preset {preset}", [str(py), "-m", "vit_lib.cli.train", "--preset", preset,
                                                    "--epochs", "1", "--train-subset", "512", "--device", "cpu",
                                                    "--no-progress", "--out", str(out)], env=env, fatal=False)
-            took += step(f"evaluate preset {preset}", [str(py), "-m", "vit_lib.evaluate", "--checkpoint",
+            took += step(f"evaluate preset {preset}", [str(py), "-m", "vit_lib.cli.evaluate", "--checkpoint",
                                                        str(out / "checkpoint.pt"), "--device", "cpu",
                                                        "--out", str(out / "confusion_matrix.png")], env=env, fatal=False)
             times[f"preset {preset}"] = took

@@ -27,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
 
+import vit_lib  # noqa: E402  (after matplotlib.use, which must come first)
 from vit_lib.config import ViTConfig  # noqa: E402
 from vit_lib.model import VisionTransformer, count_parameters  # noqa: E402
 from vit_lib.presets import Recipe  # noqa: E402
@@ -233,11 +234,8 @@ def draw(config: ViTConfig | None = None) -> plt.Figure:
 # ---------------------------------------------------------------------------------------------
 # "You are here": one compact map of the model per lesson, the lesson's part highlighted.
 
-LESSONS: dict[str, str] = {
-    "00": "Setup and data", "01": "Patches", "02": "Attention", "03": "The transformer block",
-    "04": "The whole Vision Transformer", "05": "Training", "06": "Inside the trained model",
-    "07": "ViT versus CNN",
-}
+# the short title of each lesson, from the one table of lessons (vit_lib.LESSONS)
+LESSONS: dict[str, str] = {lesson.number: lesson.short for lesson in vit_lib.LESSONS}
 # Lesson 06 builds nothing new: it opens up these trained parts.
 INSPECTED_IN_06 = ("patch_embed", "pos", "attn")
 # Lesson 07 changes these parts of the ViT (patch size / conv stem, no positions, a new head).

@@ -1,17 +1,21 @@
 """Lesson 07: a small convolutional network to hold the ViT against, and a convolutional stem
 that gives a ViT some of the CNN's inductive bias.
 
-`ConvNet` is the CNN model family (presets `cnn-tiny` and `cnn`); `ConvStem` replaces the
-ViT's linear patch projection when `ViTConfig(stem="conv")`.
+`ConvNet` is the CNN model family; this module adds its presets `cnn-tiny` and `cnn` to
+`vit_lib.presets.PRESETS`. `ConvStem` replaces the ViT's linear patch projection when
+`ViTConfig(stem="conv")`: this module adds it to `vit_lib.model.STEMS`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from vit_lib.config import ConfigError, DictConvertible
+from vit_lib.model import STEMS
+from vit_lib.presets import PRESETS, Preset
 
 __all__ = ["conv_bn_relu", "ConvNet", "ConvStem"]
 
@@ -32,6 +36,8 @@ class CNNConfig(DictConvertible):
     convs_per_stage: int = 1
     num_classes: int = 10
     dropout: float = 0.0
+
+    architecture: ClassVar[str] = "cnn"   # the model family's name in presets and checkpoints
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))   # lists from a checkpoint
@@ -129,3 +135,12 @@ class ConvStem(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.proj(self.convs(images))      # [B, dim, H/P, W/P]
         return x.flatten(2).transpose(1, 2)    # [B, N, dim]
+
+
+STEMS["conv"] = lambda c: ConvStem(c.in_channels, c.patch_size, c.dim)
+PRESETS["cnn-tiny"] = Preset(
+    "cnn-tiny", "a 3-layer CNN the size of the seed ViT (14,458 parameters), trained with "
+    "seed-tuned's recipe", CNNConfig(), PRESETS["seed-tuned"].recipe)
+PRESETS["cnn"] = Preset(
+    "cnn", "a 4-layer CNN the size of best (220,594 parameters), trained with best's recipe",
+    CNNConfig(widths=(24, 48, 96, 192)), PRESETS["best"].recipe)

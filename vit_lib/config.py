@@ -1,18 +1,14 @@
-"""ViTConfig: every architectural choice of the model in one validated dataclass."""
+"""Lesson 04: ViTConfig, every architectural choice of the model in one validated dataclass."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
-from vit_lib.errors import UserError
+from vit_lib.machinery.errors import ConfigError, arg
 
 POOLING = ("cls", "mean")
 POSITION_EMBEDDINGS = ("learned", "sincos2d", "none")
 STEMS = ("linear", "conv")
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration value is impossible; the message says how to fix it."""
 
 
 class DictConvertible:
@@ -60,6 +56,8 @@ class ViTConfig(DictConvertible):
     qkv_bias: bool = True
     stem: str = "linear"           # "conv": lesson 07's convolutional stem before the patches
 
+    architecture: ClassVar[str] = "vit"   # the model family's name in presets and checkpoints
+
     def __post_init__(self) -> None:
         ints = ("image_size", "in_channels", "patch_size", "dim", "depth", "heads", "mlp_dim",
                 "num_classes")
@@ -94,8 +92,8 @@ class ViTConfig(DictConvertible):
         if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
             raise ConfigError(f"stem 'conv' halves the image once per layer, so patch_size must be "
                               f"a power of two (2, 4, 8, 16), got {self.patch_size}; use "
-                              "--patch-size 4 with a 28-pixel image, or the linear stem (--stem linear, "
-                              "stem='linear')")
+                              f"{arg('patch_size=4', '--patch-size 4')} with a 28-pixel image, or "
+                              f"the linear stem ({arg('stem=' + repr('linear'), '--stem linear')})")
         if self.pos_embed == "sincos2d" and self.dim % 4:
             raise ConfigError(f"pos_embed 'sincos2d' needs dim divisible by 4, got dim {self.dim}; "
                               "use a multiple of 4 or pos_embed='learned'")

@@ -17,18 +17,9 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from vit_lib.config import ConfigError
-from vit_lib.errors import UserError
+from vit_lib.machinery.errors import ConfigError, DamagedDataError, DataNotFoundError, arg
 
 ENV_VAR = "VIT_DATA_DIR"
-
-
-class DataNotFoundError(UserError, RuntimeError):
-    """A dataset is neither on disk nor downloadable; the message says where to put it."""
-
-
-class DamagedDataError(DataNotFoundError):
-    """A dataset file is present but empty, cut short or not in its format; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +91,8 @@ def load_dataset(name: str, train: bool = True, data_dir: str | os.PathLike | No
     cls = getattr(tvd, info.torchvision_class)
     if root.exists() and not root.is_dir():
         raise DataNotFoundError(f"the data folder {root} is a file, not a folder; point "
-                                f"--data-dir / ${ENV_VAR} at the folder that holds {info.folder}/")
+                                f"{arg('data_dir', '--data-dir')} / ${ENV_VAR} at the folder that holds "
+                                f"{info.folder}/")
     _check_not_damaged(info, root, train)   # torchvision never replaces a file that is present
     try:
         return cls(root=str(root), train=train, download=False, transform=transform)
@@ -183,7 +175,8 @@ def _missing_message(info: DatasetInfo, root: Path, tried_download: bool,
         why = f" ({type(cause).__name__}: {first})" if cause is not None else ""
         lines.append(f"  the download failed{why}")
     lines.append(f"  fix: connect to the internet and run again, copy the files into {folder}, "
-                 f"or point --data-dir / ${ENV_VAR} at a folder that holds {info.folder}/")
+                 f"or point {arg('data_dir', '--data-dir')} / ${ENV_VAR} at a folder that holds "
+                 f"{info.folder}/")
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 """Lesson 04: the whole Vision Transformer, readable in one sitting."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -9,6 +11,12 @@ from vit_lib.config import ViTConfig
 from vit_lib.patches import PatchEmbedding
 
 __all__ = ["sincos_2d_position_embedding", "VisionTransformer", "count_parameters", "parameter_table"]
+
+# How each ViTConfig.stem turns images into patch tokens: one linear projection per patch
+# (lesson 01). Lesson 07 adds "conv", a few convolutions first (vit_lib.cnn registers it).
+STEMS: dict[str, Callable[[ViTConfig], nn.Module]] = {
+    "linear": lambda c: PatchEmbedding(c.in_channels, c.patch_size, c.dim),
+}
 
 
 def sincos_2d_position_embedding(grid_size: int, dim: int, temperature: float = 10000.0,
@@ -37,11 +45,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = c = config
-        if c.stem == "conv":   # lesson 07: 3x3 convolutions look at pixels before patching
-            from vit_lib.cnn import ConvStem
-            self.patch_embed = ConvStem(c.in_channels, c.patch_size, c.dim)
-        else:
-            self.patch_embed = PatchEmbedding(c.in_channels, c.patch_size, c.dim)
+        self.patch_embed = STEMS[c.stem](c)                        # [B, C, H, W] -> [B, N, dim]
         self.cls_token = nn.Parameter(torch.randn(1, 1, c.dim)) if c.pool == "cls" else None
         if c.pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.randn(1, c.num_tokens, c.dim))

@@ -1,18 +1,19 @@
-"""Named presets: a model (a ViTConfig or a CNNConfig) plus a training recipe (Recipe).
+"""Lesson 05: named presets, a model (a ViTConfig or a CNNConfig) plus a training recipe (Recipe).
 
 ViTs: `seed` is the seed tutorial exactly; `seed-tuned` keeps its 14,410-parameter model and
 trains it better; `best` is the most accurate ViT that trains in minutes on a 2-core CPU.
-CNNs (lesson 07), each with the recipe of the ViT it is compared with: `cnn-tiny` (the size of
-the seed ViT, seed-tuned's recipe) and `cnn` (the size of `best`, best's recipe).
+Lesson 07 adds two CNNs (`vit_lib.cnn` registers them), each with the recipe of the ViT it is
+compared with: `cnn-tiny` (the size of the seed ViT, seed-tuned's recipe) and `cnn` (the size of
+`best`, best's recipe).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from vit_lib.cnn import CNNConfig
 from vit_lib.config import ConfigError, DictConvertible, ViTConfig
 from vit_lib.data import Augment
+from vit_lib.machinery.errors import arg
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -64,14 +65,13 @@ class Recipe(DictConvertible):
 class Preset:
     name: str
     description: str
-    model: ViTConfig | CNNConfig
+    model: Any                 # a ViTConfig, or lesson 07's CNNConfig
     recipe: Recipe
 
     @property
     def architecture(self) -> str:
-        """The model family: 'vit' or 'cnn' (see vit_lib.models)."""
-        from vit_lib.models import architecture_of
-        return architecture_of(self.model)
+        """The model family: 'vit' or 'cnn' (see vit_lib.machinery.families)."""
+        return self.model.architecture
 
 
 PRESETS: dict[str, Preset] = {
@@ -92,13 +92,6 @@ PRESETS: dict[str, Preset] = {
                schedule="cosine", warmup=0.05, normalize=True, grad_clip=1.0, shift=2.0,
                rotate=10.0, scale=(0.9, 1.1))),
 }
-PRESETS["cnn-tiny"] = Preset(
-    "cnn-tiny", "a 3-layer CNN the size of the seed ViT (14,458 parameters), trained with "
-    "seed-tuned's recipe", CNNConfig(), PRESETS["seed-tuned"].recipe)
-PRESETS["cnn"] = Preset(
-    "cnn", "a 4-layer CNN the size of best (220,594 parameters), trained with best's recipe",
-    CNNConfig(widths=(24, 48, 96, 192)), PRESETS["best"].recipe)
-
 
 def get_preset(name: str, dataset: str | None = None, model_overrides: dict[str, Any] | None = None,
                **recipe_overrides: Any) -> Preset:
@@ -121,7 +114,7 @@ def get_preset(name: str, dataset: str | None = None, model_overrides: dict[str,
     for key in model_changes:
         if key not in known:
             raise ConfigError(f"preset {name!r} builds a {type(model).__name__}, which has no "
-                              f"{key} (--{key.replace('_', '-')}); drop that option or choose a "
+                              f"{arg(key, '--' + key.replace('_', '-'))}; drop that option or choose a "
                               "preset whose model has one")
     if model_changes:
         model = replace(model, **model_changes)

@@ -1,11 +1,11 @@
-"""Reuse a trained model (lesson 07): start a new training from a checkpoint's weights
+"""Lesson 07: reuse a trained model - start a new training from a checkpoint's weights
 (fine-tuning), or train only the classification head on top of frozen features (linear probing).
 
     state = load_checkpoint("runs/seed-tuned-mnist/checkpoint.pt")
     report = init_from_checkpoint(model, state, source="runs/seed-tuned-mnist/checkpoint.pt")
     print(report.summary())
 
-The same from the command line: `python -m vit_lib.train ... --init-from CHECKPOINT`.
+The same from the command line: `python -m vit_lib train ... --init-from CHECKPOINT`.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from vit_lib.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
-from vit_lib.models import architecture_of, describe
+from vit_lib.machinery.checkpoint import load_checkpoint
+from vit_lib.machinery.errors import CheckpointError, arg
+from vit_lib.machinery.families import architecture_of, checkpoint_config, describe
 
 HEAD_PREFIX = "head."   # both model families call their classification layer `head`
 
@@ -66,7 +67,7 @@ def init_from_checkpoint(model: nn.Module, state: dict[str, Any] | str | os.Path
     if theirs != ours:
         raise CheckpointError(
             f"{source} holds a {theirs.upper()} ({describe(checkpoint_config(state))}), but the model "
-            f"to initialise is a {ours.upper()}; --init-from needs a checkpoint of the same "
+            f"to initialise is a {ours.upper()}; {arg('init_from_checkpoint', '--init-from')} needs a checkpoint of the same "
             f"architecture: choose a {theirs} preset, or a checkpoint trained with a {ours} preset")
     weights: dict[str, torch.Tensor] = state["model"]
     target = model.state_dict()

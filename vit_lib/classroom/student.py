@@ -1,7 +1,7 @@
 """Write the student edition of the lessons: the same notebooks with every solution taken out.
 
-    python -m vit_lib.student            # or: make student  (writes notebooks/student/NN_*.ipynb)
-    python -m vit_lib.student --check    # exit 1 if notebooks/student/ is not current (writes nothing)
+    python -m vit_lib student            # or: make student  (writes notebooks/student/NN_*.ipynb)
+    python -m vit_lib student --check    # exit 1 if notebooks/student/ is not current (writes nothing)
 
 The lessons `notebooks/NN_*.ipynb` are the full edition. Each exercise there has an attempt cell
 (`# YOUR CODE HERE` and a stub) followed by a worked-solution block whose cells carry the tag
@@ -37,6 +37,9 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
+from vit_lib.classroom.notebooks import cell_source, dumps_notebook, lesson_of, read_notebook, set_source
+from vit_lib.machinery.errors import StudentEditionError
+
 SOLUTION_TAG = "solution"
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -54,45 +57,6 @@ _HTML_LINK = re.compile(r"(\b(?:src|href)=\")([^\"]+)(\")", re.IGNORECASE)
 _COLAB = re.compile(r"(colab\.research\.google\.com/github/[^\s)\"']*?/notebooks/)"
                     r"([0-9]{2}_[^/\s)\"']+\.ipynb)")
 _MAGIC = re.compile(r"^(\s*)[%!]")
-
-
-class StudentEditionError(ValueError):
-    """The full edition cannot be turned into a student edition; the message says what to fix."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Notebooks as JSON, read and written byte-for-byte the way nbformat does
-
-def read_notebook(path: Path) -> dict[str, Any]:
-    """The notebook at `path` as plain JSON (no validation, nothing added)."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def dumps_notebook(nb: dict[str, Any]) -> str:
-    """The text nbformat.write produces: sorted keys, indent 1, UTF-8, trailing newline."""
-    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def cell_source(cell: dict[str, Any]) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
-def set_source(cell: dict[str, Any], text: str) -> None:
-    """Store `text` as nbformat stores sources on disk: a list of lines that keep their newline."""
-    cell["source"] = text.splitlines(keepends=True)
-
-
-def lesson_of(path: Path, nb: dict[str, Any]) -> str:
-    """The lesson number "NN": notebook metadata `vit_lib.lesson`, else the file name's `NN_`."""
-    meta = nb.get("metadata", {}).get("vit_lib", {})
-    if isinstance(meta, dict) and re.fullmatch(r"\d\d", str(meta.get("lesson", ""))):
-        return str(meta["lesson"])
-    m = re.match(r"(\d\d)_", path.name)
-    if not m:
-        raise StudentEditionError(f"{path}: no lesson number (metadata vit_lib.lesson or an NN_ name)")
-    return m.group(1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,8 +297,8 @@ def _solution_only_lines(nb: dict[str, Any], where: str) -> set[str]:
 def student_notebook(nb: dict[str, Any], source_dir: Path, student_names: set[str],
                      where: str) -> dict[str, Any]:
     """The student edition of the full-edition notebook `nb` (which is left unchanged)."""
-    from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
     import nbformat
+    from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
 
     nb = copy.deepcopy(nb)
     if nb.get("nbformat", 4) == 4 and nb.get("nbformat_minor", 0) >= 5:
@@ -468,7 +432,7 @@ def lesson_row(path: Path) -> str:
         if m:
             prerequisites, time = _one_line(m.group(1)), _one_line(m.group(2))
     try:
-        table = importlib.import_module(f"vit_lib.exercises.lesson{lesson}").EXERCISES
+        table = importlib.import_module(f"vit_lib.classroom.exercises.lesson{lesson}").EXERCISES
     except ModuleNotFoundError:
         table = ()
     exercises = "; ".join(f"{ex.number}. {ex.title}" for ex in table) or "none"
@@ -479,7 +443,7 @@ def lesson_row(path: Path) -> str:
 def lessons_table(source_dir: Path) -> str:
     rows = [lesson_row(p) for p in lesson_paths(source_dir)]
     return "\n".join([TABLE_BEGIN, "| lesson | prerequisites | time | exercises (check functions in "
-                       "`vit_lib.exercises.lessonNN`) |", "|---|---|---|---|", *rows, TABLE_END])
+                       "`vit_lib.classroom.exercises.lessonNN`) |", "|---|---|---|---|", *rows, TABLE_END])
 
 
 def teaching_text(teaching: Path, source_dir: Path) -> str | None:
@@ -493,7 +457,7 @@ def teaching_text(teaching: Path, source_dir: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vit_lib.student",
+        prog="python -m vit_lib student",
         description="Write the student edition notebooks/student/NN_*.ipynb from the lessons "
                     "(solutions removed, outputs cleared), mark the lessons' solution cells "
                     "for nbgrader and rewrite the lessons table of TEACHING.md.")

@@ -10,8 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
-                                     expect_shape, run_check)
+from vit_lib.classroom.exercises.common import (
+    CheckResult,
+    Exercise,
+    Mismatch,
+    exercise_check,
+    expect_close,
+    expect_shape,
+    run_check,
+)
 
 __all__ = ["check_layer_norm", "check_post_norm_block", "check_block_parameters",
            "check_drop_path"]

@@ -11,11 +11,9 @@ from typing import Any
 
 import torch
 
-from vit_lib.errors import UserError
+from vit_lib.machinery.errors import DeviceError, arg
 
-
-class DeviceError(UserError, RuntimeError):
-    """The requested device does not exist on this machine."""
+_DEVICE_AUTO = arg("device='auto'", "--device auto")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -31,10 +29,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     if kind == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was requested but PyTorch sees no CUDA GPU here; "
-                          "use --device auto or cpu, or install a CUDA build of PyTorch")
+                          f"use {_DEVICE_AUTO} or cpu, or install a CUDA build of PyTorch")
     if kind == "mps" and not has_mps:
         raise DeviceError(f"device {device!r} was requested but Apple's MPS backend is not "
-                          "available here; use --device auto or cpu")
+                          f"available here; use {_DEVICE_AUTO} or cpu")
     return torch.device(name)
 
 
@@ -70,5 +68,5 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
         import ipywidgets  # noqa: F401  - the notebook widget bar needs it
         from tqdm.auto import tqdm
     except ImportError:
-        from tqdm.std import tqdm   # plain text bar: works in terminals and in Jupyter alike
+        from tqdm.std import tqdm  # plain text bar: works in terminals and in Jupyter alike
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True)

@@ -11,9 +11,9 @@ from typing import Callable, Sequence
 
 from torch import nn
 
+from vit_lib.classroom.exercises.common import CheckResult, Exercise, Mismatch, exercise_check, run_check
 from vit_lib.cnn import CNNConfig, ConvNet
 from vit_lib.config import ViTConfig
-from vit_lib.exercises.common import CheckResult, Exercise, Mismatch, exercise_check, run_check
 from vit_lib.model import VisionTransformer
 
 __all__ = ["check_conv_parameters", "check_receptive_field", "check_token_cost",

@@ -8,7 +8,7 @@ hint) and returns a `CheckResult`: truthy when passed, with `status` "passed", "
 An answer that is `None`, or a learner function that raises `NotImplementedError` (the stubs of
 the student edition), counts as "not attempted". Every result is also appended to `RESULTS`, and,
 when the environment variable `VIT_LIB_RESULTS` names a file, written to it as one JSON line: that
-is how `python -m vit_lib.grade` reads the results of a notebook it ran in another process.
+is how `python -m vit_lib grade` reads the results of a notebook it ran in another process.
 """
 from __future__ import annotations
 

@@ -9,9 +9,16 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from vit_lib.classroom.exercises.common import (
+    CheckResult,
+    Exercise,
+    Mismatch,
+    exercise_check,
+    expect_close,
+    expect_shape,
+    run_check,
+)
 from vit_lib.config import ViTConfig
-from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
-                                     expect_shape, run_check)
 
 __all__ = ["check_vit_parameters", "check_mean_pool_logits", "check_output_shapes",
            "check_position_similarity", "EXERCISE_CONFIGS"]

@@ -5,7 +5,7 @@ one or more functions or classes of that module. Every top-level `def` / `class`
 must be, character for character (trailing spaces aside), the definition in vit_lib; every name in
 the `__all__` of a mirrored module must be exported by some notebook.
 
-    python -m vit_lib.mirror          # prints each drift with a diff; exit 1 if any
+    python -m vit_lib mirror          # prints each drift with a diff; exit 1 if any
 """
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-MIRRORED_MODULES = ("vit_lib.patches", "vit_lib.attention", "vit_lib.block", "vit_lib.model",
-                    "vit_lib.engine", "vit_lib.interpret", "vit_lib.cnn")
+from vit_lib import LESSONS
+
+# every module a lesson shows character for character, from the one LESSONS table
+MIRRORED_MODULES = tuple(f"vit_lib.{m}" for lesson in LESSONS for m in lesson.mirrored)
 EXPORT = re.compile(r"^#\s*export:\s*(vit_lib(?:\.\w+)+)\s*$")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,11 @@ def check(notebooks_dir: Path | None = None,
     return problems
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vit_lib mirror`: print each drift with a diff; exit 1 if any."""
+    if argv:
+        print(f"error: mirror takes no arguments, got {' '.join(argv)}", file=sys.stderr)
+        return 2
     problems = check()
     for p in problems:
         print(p, end="\n\n")

@@ -1,12 +1,12 @@
 """Grade a folder of submitted lesson notebooks: run each one, collect its exercise checks.
 
-    python -m vit_lib.grade submissions/                       # every *.ipynb below the folder
-    python -m vit_lib.grade alice.ipynb bob.ipynb --timeout 300 --out gradebook.csv
+    python -m vit_lib grade submissions/                       # every *.ipynb below the folder
+    python -m vit_lib grade alice.ipynb bob.ipynb --timeout 300 --out gradebook.csv
 
 Each notebook runs top to bottom in its own fresh Python kernel (nbclient), from a copy in a new
 temporary folder that is also the kernel's working directory, with a time limit for the whole
 notebook (`--timeout`, default 600 s; the kernel is killed when it is reached). The lesson's
-exercise checks (vit_lib.exercises.lessonNN) record their results in the file named by the
+exercise checks (vit_lib.classroom.exercises.lessonNN) record their results in the file named by the
 environment variable VIT_LIB_RESULTS, which the grader sets for the kernel; the grader itself
 only reads JSON and never imports a submission's code.
 
@@ -42,17 +42,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from vit_lib.cli import Interrupted, positive_float, run_cli, write_atomically
-from vit_lib.errors import UserError
-from vit_lib.exercises.common import RESULTS_ENV, Exercise
+from vit_lib.classroom.exercises.common import RESULTS_ENV, Exercise
+from vit_lib.classroom.notebooks import lesson_number
+from vit_lib.cli.common import Interrupted, positive_float, run_cli
+from vit_lib.machinery.errors import UsageError
+from vit_lib.machinery.files import write_atomically
 
 DEFAULT_TIMEOUT = 600.0
 COLUMNS = ("file", "lesson", "exercise", "title", "passed", "status", "feedback")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-class UsageError(UserError):
-    """The command line names something that cannot be graded at all (exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -113,23 +111,14 @@ def find_notebooks(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def exercises_of(lesson: str) -> tuple[Exercise, ...] | None:
-    """The EXERCISES table of vit_lib.exercises.lessonNN (None when there is no such lesson)."""
+    """The EXERCISES table of vit_lib.classroom.exercises.lessonNN (None when there is no such lesson)."""
     if not re.fullmatch(r"\d\d", lesson):
         return None
     try:
-        module = importlib.import_module(f"vit_lib.exercises.lesson{lesson}")
+        module = importlib.import_module(f"vit_lib.classroom.exercises.lesson{lesson}")
     except ModuleNotFoundError:
         return None
     return tuple(getattr(module, "EXERCISES", ()))
-
-
-def lesson_of(path: Path, nb: dict[str, Any]) -> str:
-    """metadata vit_lib.lesson, else the NN of an NN_*.ipynb file name, else ''."""
-    meta = nb.get("metadata", {}).get("vit_lib", {}) if isinstance(nb.get("metadata"), dict) else {}
-    if isinstance(meta, dict) and meta.get("lesson") is not None:
-        return str(meta["lesson"])
-    m = re.match(r"(\d\d)_", path.name)
-    return m.group(1) if m else ""
 
 
 def read_submission(path: Path) -> dict[str, Any]:
@@ -301,12 +290,12 @@ def grade_file(path: Path, limit: float = DEFAULT_TIMEOUT, executed_dir: Path | 
         nb = read_submission(path)
     except ValueError as exc:
         return [Row(file, "", None, "", "invalid notebook", str(exc))], None
-    lesson = lesson_of(path, nb)
+    lesson = lesson_number(path, nb) or ""
     exercises = exercises_of(lesson)
     if not exercises:
         what = f"lesson {lesson!r}" if lesson else "no lesson"
         return [Row(file, lesson, None, "", "unknown lesson",
-                    f"{what}: vit_lib.exercises has no such lesson; set the notebook metadata "
+                    f"{what}: vit_lib.classroom.exercises has no such lesson; set the notebook metadata "
                     "vit_lib.lesson or name the file NN_*.ipynb after its lesson")], None
     saved_as = re.sub(r"[^\w.-]+", "_", file).strip("_.") or path.name   # alice/01.ipynb -> alice_01.ipynb
     run = run_notebook(nb, path.name, limit, executed_dir, saved_as)
@@ -369,7 +358,7 @@ def check_writable(out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vit_lib.grade",
+        prog="python -m vit_lib grade",
         description="Run submitted lesson notebooks, each in a fresh kernel with a time limit, "
                     "and write a gradebook of their exercise checks. Not a security sandbox: "
                     "run untrusted submissions inside a container.")

@@ -1,18 +1,22 @@
 """Model families by name: which config class and which nn.Module each architecture uses.
 
 Presets and checkpoints record an architecture name ("vit", "cnn"); everything that builds a
-model (the engine, the CLIs, checkpoint loading) goes through `build_model` / `config_from_dict`
-instead of naming VisionTransformer. Each model initialises its own parameters and says which
-of its matrices take no weight decay (`model.no_weight_decay()`).
+model from a name or a checkpoint (the command line, `pretrained`, checkpoint loading) goes
+through `build_model` / `config_from_dict` instead of naming VisionTransformer. Each config
+class names its own family (`ViTConfig.architecture == "vit"`), each model initialises its own
+parameters and says which of its matrices take no weight decay (`model.no_weight_decay()`).
+To add a family: a config dataclass with an `architecture` name, a model class, one entry here.
 """
 from __future__ import annotations
 
 from typing import Any, Union
 
+import torch
 from torch import nn
 
 from vit_lib.cnn import CNNConfig, ConvNet
-from vit_lib.config import ConfigError, ViTConfig
+from vit_lib.config import ViTConfig
+from vit_lib.machinery.errors import ConfigError
 from vit_lib.model import VisionTransformer
 
 ModelConfig = Union[ViTConfig, CNNConfig]
@@ -53,3 +57,16 @@ def describe(config: ModelConfig) -> str:
                 f"{config.depth} blocks{stem})")
     return (f"CNN ({len(config.widths)} stages of width {'/'.join(map(str, config.widths))}, "
             f"{config.convs_per_stage} conv(s) each)")
+
+
+def checkpoint_config(state: dict[str, Any]) -> ModelConfig:
+    """The model config a checkpoint holds (a ViTConfig, CNNConfig...), by its `arch` name;
+    checkpoints written before model families existed hold a ViT."""
+    return config_from_dict(state.get("arch", "vit"), state["config"])
+
+
+def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model stored in a checkpoint (whatever its architecture), in eval mode."""
+    model = build_model(checkpoint_config(state))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()

@@ -11,8 +11,16 @@ from typing import Callable
 import torch
 
 from vit_lib.attention import MultiHeadSelfAttention
-from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
-                                     expect_shape, expect_tensor, run_check)
+from vit_lib.classroom.exercises.common import (
+    CheckResult,
+    Exercise,
+    Mismatch,
+    exercise_check,
+    expect_close,
+    expect_shape,
+    expect_tensor,
+    run_check,
+)
 
 __all__ = ["check_masked_attention", "check_attention_params", "check_split_merge_heads"]
 

@@ -10,8 +10,16 @@ from typing import Sequence
 
 import torch
 
-from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
-                                     expect_shape, expect_tensor, run_check)
+from vit_lib.classroom.exercises.common import (
+    CheckResult,
+    Exercise,
+    Mismatch,
+    exercise_check,
+    expect_close,
+    expect_shape,
+    expect_tensor,
+    run_check,
+)
 
 __all__ = ["check_class_counts", "check_normalize", "check_class_means"]
 

@@ -26,14 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vit_lib.errors import UserError
+from vit_lib.machinery.errors import CudaGraphError, TrainingDivergedError, arg
 
 WARMUP_STEPS = 3      # eager steps on a side stream before capture (cuBLAS/cuDNN set-up, grads)
 CHECK_EVERY = 50      # steps between checks of the losses for NaN (one host sync each)
-
-
-class CudaGraphError(UserError, RuntimeError):
-    """CUDA graphs were asked for where they cannot be used."""
 
 
 def check_cuda_graph(device: torch.device, *, compile: bool = False, parallel: bool = False,
@@ -41,16 +37,17 @@ def check_cuda_graph(device: torch.device, *, compile: bool = False, parallel: b
     """Refuse, with the reason and the fix, a run that cannot train with CUDA graphs."""
     if device.type != "cuda":
         raise CudaGraphError(f"CUDA graphs need a CUDA GPU, and this run trains on {device}; "
-                             "drop --cuda-graph (or use --device cuda on a machine with one)")
+                             f"drop {arg('cuda_graph=True', '--cuda-graph')} (or train on a machine with one)")
     if compile:
         raise CudaGraphError("CUDA graphs and torch.compile cannot both wrap the step; keep one "
                              "(torch.compile(mode='reduce-overhead') uses CUDA graphs itself)")
     if parallel:
         raise CudaGraphError("CUDA graphs are not supported under torchrun (DDP's gradient "
-                             "all-reduce runs outside the graph); drop --cuda-graph")
+                             f"all-reduce runs outside the graph); drop {arg('cuda_graph=True', '--cuda-graph')}")
     if scaler is not None:
         raise CudaGraphError("CUDA graphs need bf16 autocast, and this GPU has no bf16 (fp16's "
-                             "gradient scaler synchronises every step); drop --cuda-graph")
+                             f"gradient scaler synchronises every step); drop "
+                             f"{arg('cuda_graph=True', '--cuda-graph')}")
 
 
 def graph_ready(optimizer: torch.optim.Optimizer) -> None:
@@ -189,7 +186,7 @@ class GraphedTrainStep:
 
     def run_epoch(self, loader, scheduler=None, bar=None) -> dict[str, float]:
         """One pass over `loader` (batches x [B, C, H, W], y [B]) -> mean loss, accuracy (%),
-        images seen. Raises TrainingDivergedError (from vit_lib.engine) at the first check
+        images seen. Raises TrainingDivergedError at the first check
         after a non-finite loss, naming the step where it happened."""
         self.model.train()
         self.loss_sum.zero_()
@@ -218,12 +215,11 @@ class GraphedTrainStep:
         window = losses[start:end]
         bad = (~torch.isfinite(window)).nonzero()
         if len(bad):
-            from vit_lib.engine import TrainingDivergedError   # here: engine imports this module
             first = start + int(bad[0])
             value = float(losses[first])
             lr = float(self.optimizer.param_groups[0]["lr"])
             raise TrainingDivergedError(
                 f"the loss became {value} at step {first + 1} of the epoch (seen at step {end}; "
-                f"lr now {lr:.3g}); lower the learning rate (--lr), clip the gradients "
-                "(--grad-clip 1.0), or check the inputs for NaN values")
+                f"lr now {lr:.3g}); lower the learning rate (recipe.lr), clip the gradients "
+                "(recipe.grad_clip = 1.0), or check the inputs for NaN values")
 

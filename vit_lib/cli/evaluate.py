@@ -1,6 +1,6 @@
 """Evaluate a saved checkpoint on its dataset's test split.
 
-    python -m vit_lib.evaluate --checkpoint runs/seed/checkpoint.pt
+    python -m vit_lib evaluate --checkpoint runs/seed/checkpoint.pt
 
 Prints the test accuracy, then writes a confusion-matrix image (default: confusion_matrix.png
 beside the checkpoint). Only the test split is read. A checkpoint that does not record its
@@ -12,25 +12,32 @@ import argparse
 import sys
 from typing import Sequence
 
-from vit_lib.checkpoint import (CheckpointError, checkpoint_config, load_checkpoint,
-                                model_from_checkpoint)
-from vit_lib.cli import (check_model_fits_dataset, path_arg, require_keys, run_cli,
-                         write_atomically)
+from vit_lib.cli.common import (
+    check_model_fits_dataset,
+    path_arg,
+    require_keys,
+    run_cli,
+)
 from vit_lib.config import ConfigError
 from vit_lib.data import DATASETS, dataset_info, get_test_loader
 from vit_lib.engine import evaluate
-from vit_lib.errors import OutputError
-from vit_lib.plots import confusion_matrix, plot_confusion_matrix
-from vit_lib.runtime import resolve_device
+from vit_lib.machinery.checkpoint import load_checkpoint
+from vit_lib.machinery.errors import CheckpointError, OutputError
+from vit_lib.machinery.families import checkpoint_config, model_from_checkpoint
+from vit_lib.machinery.files import write_atomically
+from vit_lib.machinery.plots import confusion_matrix, plot_confusion_matrix
+from vit_lib.machinery.runtime import resolve_device
 
 IMAGE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 
+INTERRUPTED = "the evaluation was stopped; nothing was written"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vit_lib.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m vit_lib evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=path_arg, required=True,
-                   help="a checkpoint.pt written by vit_lib.train or fit(), or its run folder")
+                   help="a checkpoint.pt written by vit_lib.cli.train or fit(), or its run folder")
     p.add_argument("--dataset", help="evaluate on this dataset (default: the one the checkpoint "
                                      "records; needed when it records none)")
     p.add_argument("--data-dir", type=path_arg,
@@ -86,10 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         write_atomically(out, lambda tmp: plot_confusion_matrix(matrix, info.classes, tmp, title))
     except OutputError as exc:
-        raise OutputError(f"{exc}; the accuracy above is complete: choose another --out") from None
+        raise OutputError(f"{exc.args[0]}; the accuracy above is complete: choose another --out") from None
     print(f"confusion matrix: {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main, None, interrupted="the evaluation was stopped; nothing was written"))
+    sys.exit(run_cli(main, None, interrupted=INTERRUPTED))

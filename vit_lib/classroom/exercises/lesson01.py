@@ -9,8 +9,16 @@ from typing import Callable
 
 import torch
 
-from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
-                                     expect_shape, expect_tensor, run_check)
+from vit_lib.classroom.exercises.common import (
+    CheckResult,
+    Exercise,
+    Mismatch,
+    exercise_check,
+    expect_close,
+    expect_shape,
+    expect_tensor,
+    run_check,
+)
 from vit_lib.patches import image_to_patches
 
 __all__ = ["check_patches", "check_num_patches", "check_unpatchify"]

@@ -10,10 +10,22 @@ from typing import Callable, Sequence
 
 import torch
 
-from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
-                                     expect_shape, expect_tensor, run_check)
-from vit_lib.interpret import (attention_maps, attention_rollout, cls_attention_grid,
-                               mean_attention_distance)
+from vit_lib.classroom.exercises.common import (
+    CheckResult,
+    Exercise,
+    Mismatch,
+    exercise_check,
+    expect_close,
+    expect_shape,
+    expect_tensor,
+    run_check,
+)
+from vit_lib.interpret import (
+    attention_maps,
+    attention_rollout,
+    cls_attention_grid,
+    mean_attention_distance,
+)
 from vit_lib.model import VisionTransformer
 
 __all__ = ["check_plain_rollout", "check_most_attended_patch", "check_head_distance"]

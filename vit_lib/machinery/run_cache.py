@@ -7,8 +7,10 @@ checkpoint in a cache folder, named by a fingerprint of everything that decides 
 - the data: the loaders' tensors, batch size, shuffling seed, normalisation and augmentation;
 - the recipe, the number of epochs, `stop_at_accuracy`;
 - the random state at the call (torch's generator);
-- the code and the machine: vit_lib's source, torch's version, the device, the CPU's vector
-  instructions and the number of threads (results are bit-identical only on the same setup).
+- the code and the machine: the source of the vit_lib modules the run executes (the engine,
+  the model's module and all they import; not the classroom or command-line tools), torch's
+  version, the device, the CPU's vector instructions and the number of threads (results are
+  bit-identical only on the same setup).
 
 Calling it again with the same fingerprint loads that checkpoint (weights, history, the random
 state after training) and prints the stored epoch lines, so the cells after it see exactly what
@@ -32,11 +34,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-import vit_lib
-from vit_lib import distributed
-from vit_lib.checkpoint import load_checkpoint, save_checkpoint
 from vit_lib.data import TensorLoader
 from vit_lib.engine import fit, format_epoch
+from vit_lib.machinery import distributed
+from vit_lib.machinery.checkpoint import load_checkpoint, save_checkpoint
+from vit_lib.machinery.imports import closure, module_files
 from vit_lib.presets import Recipe
 
 __all__ = ["cache_dir", "fit_or_reuse", "run_fingerprint"]
@@ -69,11 +71,14 @@ def _source_of(cls: type) -> str | None:
         return None
 
 
-def _vit_lib_source() -> str:
+def _vit_lib_source(model: nn.Module) -> str:
+    """A digest of the vit_lib code a run executes: the engine, this module and the model's
+    module, with everything they import (not the command-line or classroom tools)."""
     h = hashlib.sha256()
-    for path in sorted(Path(vit_lib.__file__).parent.rglob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    files = module_files()
+    for name in sorted(closure({"vit_lib.engine", __name__, type(model).__module__})):
+        h.update(name.encode())
+        h.update(files[name].read_bytes())
     return h.hexdigest()
 
 
@@ -114,7 +119,7 @@ def run_fingerprint(model: nn.Module, train_loader, test_loader, recipe: Recipe,
     h.update(repr((epochs, stop_at_accuracy)).encode())
     _tensor_digest(h, torch.get_rng_state())
     device = next(model.parameters()).device
-    h.update(repr((_vit_lib_source(), torch.__version__, str(device), torch.get_num_threads(),
+    h.update(repr((_vit_lib_source(model), torch.__version__, str(device), torch.get_num_threads(),
                    torch.backends.cpu.get_cpu_capability())).encode())
     return h.hexdigest()
 

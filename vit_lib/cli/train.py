@@ -1,6 +1,6 @@
 """Train a preset from the command line.
 
-    python -m vit_lib.train --preset seed --dataset mnist --epochs 10 --out runs/seed
+    python -m vit_lib train --preset seed --dataset mnist --epochs 10 --out runs/seed
 
 Writes OUT/checkpoint.pt (after every epoch, atomically), OUT/metrics.json and OUT/curves.png.
 One training at a time per folder: a second one on the same --out is refused while the first
@@ -28,11 +28,11 @@ A mistake you can fix (a bad value, missing or damaged data, an unwritable --out
 
 --cuda-graph (CUDA GPUs with bf16 only; refused elsewhere and under torchrun) replays the training
 step as one CUDA graph per batch: the same arithmetic, without the launch overhead that leaves a
-GPU idle on models this small (see vit_lib.graphs).
+GPU idle on models this small (see vit_lib.machinery.cuda_graphs).
 
 Several processes (data-parallel, DistributedDataParallel; gloo on CPUs, nccl on GPUs):
 
-    torchrun --standalone --nproc_per_node=2 -m vit_lib.train --preset seed --out runs/ddp
+    torchrun --standalone --nproc_per_node=2 -m vit_lib train --preset seed --out runs/ddp
 
 The batch size stays the global batch (each process trains on its part of every batch) and must
 divide by the number of processes; rank 0 alone prints, evaluates and writes OUT; --resume works
@@ -53,32 +53,52 @@ from typing import Any, Sequence
 
 import torch
 
-from vit_lib import distributed
-from vit_lib.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
-from vit_lib.cli import (Interrupted, Terminated, check_model_fits_dataset, check_output_folder,
-                         non_negative_float, output_lock, path_arg, positive_float, positive_int,
-                         require_keys, run_cli, seed_int, write_atomically, write_json)
+from vit_lib.cli.common import (
+    Interrupted,
+    Terminated,
+    check_model_fits_dataset,
+    check_output_folder,
+    non_negative_float,
+    output_lock,
+    path_arg,
+    positive_float,
+    positive_int,
+    require_keys,
+    run_cli,
+    seed_int,
+)
 from vit_lib.config import STEMS, ConfigError
 from vit_lib.data import dataset_info, get_loaders
-from vit_lib.engine import TrainingDivergedError, fit
-from vit_lib.errors import OutputError, UserError
-from vit_lib.graphs import check_cuda_graph
+from vit_lib.engine import fit
+from vit_lib.machinery import distributed
+from vit_lib.machinery.checkpoint import load_checkpoint
+from vit_lib.machinery.cuda_graphs import check_cuda_graph
+from vit_lib.machinery.errors import (
+    CheckpointError,
+    OutputError,
+    RunExistsError,
+    TrainingDivergedError,
+    UserError,
+)
+from vit_lib.machinery.families import (
+    ModelConfig,
+    architecture_of,
+    build_model,
+    checkpoint_config,
+    describe,
+)
+from vit_lib.machinery.files import write_atomically, write_json
+from vit_lib.machinery.runtime import resolve_device, seed_everything
 from vit_lib.model import count_parameters
-from vit_lib.models import ModelConfig, architecture_of, build_model, describe
 from vit_lib.presets import PRESETS, Recipe, get_preset
-from vit_lib.runtime import resolve_device, seed_everything
 from vit_lib.transfer import freeze_all_but_head, init_from_checkpoint
 
 CHECKPOINT, METRICS, CURVES = "checkpoint.pt", "metrics.json", "curves.png"
 RUN_FILES = (CHECKPOINT, METRICS, CURVES, "confusion_matrix.png")
 
 
-class RunExistsError(UserError):
-    """The output folder already holds a run and neither --resume nor --overwrite was given."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vit_lib.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m vit_lib train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default seed)")
     p.add_argument("--dataset", help="mnist, fashion-mnist or cifar10 (default mnist)")
@@ -343,11 +363,11 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, config: Mo
                       cuda_graph=args.cuda_graph)
     except TrainingDivergedError as exc:
         raise distributed.carry_agreement(TrainingDivergedError(
-            f"{exc}\n  {_retry_hint(ckpt, recipe)}"), exc) from None
+            f"{exc.args[0]}\n  {_retry_hint(ckpt, recipe)}"), exc) from None
     except OutputError as exc:
         then = ("continue with --resume" if ckpt.is_file() else "run the same command again")
         raise distributed.carry_agreement(OutputError(
-            f"{exc}: free some space or fix {out}, then {then}"), exc) from None
+            f"{exc.args[0]}: free some space or fix {out}, then {then}"), exc) from None
     metrics = _metrics(history, run, config, recipe, device, count_parameters(model))
     metrics["wall_seconds_this_session"] = time.perf_counter() - wall
     if distributed.is_initialized():
@@ -386,7 +406,7 @@ def _saved_state(ckpt: Path) -> str:
     launcher = (f"torchrun --nproc_per_node={distributed.world_size()}"
                 if distributed.is_initialized() else "python")
     return (f"{ckpt} holds epoch {state['epoch']} of {state['epochs']}; continue with: "
-            f"{launcher} -m vit_lib.train --out {ckpt.parent} --resume")
+            f"{launcher} -m vit_lib train --out {ckpt.parent} --resume")
 
 
 def _metrics(history: list[dict[str, Any]], run: dict[str, Any], config: ModelConfig,
@@ -409,7 +429,7 @@ def _write_results(out: Path, metrics: dict[str, Any], history: list[dict[str, A
                    run: dict[str, Any], only_missing: bool = False) -> list[str]:
     """Write metrics.json and curves.png (only those missing when only_missing); returns the
     names written. A failed write says the checkpoint is intact and how to finish."""
-    from vit_lib.plots import plot_history
+    from vit_lib.machinery.plots import plot_history
     writers = {METRICS: lambda: write_json(out / METRICS, metrics),
                CURVES: lambda: write_atomically(out / CURVES, lambda tmp: plot_history(
                    history, tmp, title=f"{run['preset']} on {run['dataset']}"))}
@@ -420,7 +440,7 @@ def _write_results(out: Path, metrics: dict[str, Any], history: list[dict[str, A
         try:
             write()
         except OutputError as exc:
-            raise OutputError(f"{exc}; {out / CHECKPOINT} holds the finished run and is intact: "
+            raise OutputError(f"{exc.args[0]}; {out / CHECKPOINT} holds the finished run and is intact: "
                               f"free some space or fix {out}, then run the same command with "
                               f"--resume to write {METRICS} and {CURVES}") from None
         written.append(name)

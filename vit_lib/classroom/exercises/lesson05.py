@@ -14,12 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vit_lib.classroom.exercises.common import (
+    CheckResult,
+    Exercise,
+    Mismatch,
+    exercise_check,
+    expect_close,
+    expect_shape,
+    expect_tensor,
+    run_check,
+)
 from vit_lib.config import ViTConfig
 from vit_lib.engine import lr_factor
-from vit_lib.exercises.common import (CheckResult, Exercise, Mismatch, exercise_check, expect_close,
-                                     expect_shape, expect_tensor, run_check)
+from vit_lib.machinery.plots import confusion_matrix
 from vit_lib.model import VisionTransformer
-from vit_lib.plots import confusion_matrix
 from vit_lib.presets import Recipe
 
 __all__ = ["check_warmup_cosine", "check_accuracy", "check_training_step",

@@ -1,6 +1,6 @@
 """Data-parallel training across processes: the process group that torchrun's processes share.
 
-    torchrun --standalone --nproc_per_node=2 -m vit_lib.train --preset seed --out runs/ddp
+    torchrun --standalone --nproc_per_node=2 -m vit_lib train --preset seed --out runs/ddp
 
 torchrun starts one process per worker and gives each RANK (0..WORLD_SIZE-1), WORLD_SIZE and
 LOCAL_RANK (its index on this machine) in the environment. `process_group` joins them (gloo on
@@ -26,24 +26,17 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
-from vit_lib.errors import UserError
+from vit_lib.machinery.errors import DistributedError, RankCrashedError, RankFailedError, UserError, arg
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 TIMEOUT_VAR = "VIT_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
 BACKENDS = ("auto", "gloo", "nccl")
 
-
-class DistributedError(UserError, RuntimeError):
-    """A distributed run is set up wrongly (environment, device, backend, batch size)."""
-
-
-class RankFailedError(UserError, RuntimeError):
-    """Another rank stopped with an error the user can fix; its message is repeated here."""
-
-
-class RankCrashedError(RuntimeError):
-    """Another rank stopped with an unexpected exception (a bug); see that rank's traceback."""
+_DEVICE_CPU = arg("device='cpu'", "--device cpu")
+_DEVICE_CUDA = arg("device='cuda'", "--device cuda")
+_DIST_BACKEND_GLOO = arg("backend='gloo'", "--dist-backend gloo")
+_DIST_BACKEND_NCCL = arg("backend='nccl'", "--dist-backend nccl")
 
 
 def launched() -> bool:
@@ -118,13 +111,13 @@ def choose_device(device: str, local_rank: int) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda:"):
         raise DistributedError(
-            f"--device {device}: under torchrun each process uses the GPU of its local rank "
-            "(process 0 cuda:0, process 1 cuda:1...); pass --device cuda (or auto), and choose "
+            f"{arg('device=', '--device ')}{device}: under torchrun each process uses the GPU of its local rank "
+            f"(process 0 cuda:0, process 1 cuda:1...); pass {_DEVICE_CUDA} (or auto), and choose "
             "which GPUs with CUDA_VISIBLE_DEVICES")
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise DistributedError("--device cuda was requested but PyTorch sees no CUDA GPU "
-                                   "here; use --device cpu (gloo), or install a CUDA build")
+            raise DistributedError(f"{_DEVICE_CUDA} was requested but PyTorch sees no "
+                                   f"CUDA GPU here; use {_DEVICE_CPU} (gloo), or install a CUDA build")
         count = torch.cuda.device_count()
         if local_rank >= count:
             raise DistributedError(
@@ -134,7 +127,7 @@ def choose_device(device: str, local_rank: int) -> torch.device:
         return torch.device("cuda", local_rank)
     if name == "mps":
         raise DistributedError("Apple's MPS backend cannot train across processes; use "
-                               "--device cpu under torchrun, or train in one process on mps")
+                               f"{_DEVICE_CPU} under torchrun, or train in one process on mps")
     raise DistributedError(f"unknown device {device!r}; use auto, cpu or cuda under torchrun")
 
 
@@ -146,12 +139,12 @@ def choose_backend(backend: str, device: torch.device) -> str:
         return "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl":
         if device.type != "cuda":
-            raise DistributedError("--dist-backend nccl needs CUDA GPUs but this run trains on "
-                                   f"the {device.type.upper()}; use --dist-backend gloo (or auto) "
-                                   "for CPU training, or --device cuda on a GPU machine")
+            raise DistributedError(f"{_DIST_BACKEND_NCCL} needs CUDA GPUs but this run "
+                                   f"trains on the {device.type.upper()}; use {_DIST_BACKEND_GLOO} "
+                                   f"(or auto) for CPU training, or {_DEVICE_CUDA} on a GPU machine")
         if not dist.is_nccl_available():
-            raise DistributedError("--dist-backend nccl: this PyTorch was built without NCCL; "
-                                   "use --dist-backend gloo (or auto)")
+            raise DistributedError(f"{_DIST_BACKEND_NCCL}: this PyTorch was built without "
+                                   f"NCCL; use {_DIST_BACKEND_GLOO} (or auto)")
     return backend
 
 
@@ -190,7 +183,7 @@ def check_global_batch(batch_size: int, world: int | None = None) -> None:
         below, above = batch_size - batch_size % world, batch_size + world - batch_size % world
         raise DistributedError(
             f"the batch size {batch_size} is the global batch and cannot be split evenly over "
-            f"{world} processes; use a --batch-size divisible by {world} (e.g. "
+            f"{world} processes; use a {arg('batch size', '--batch-size')} divisible by {world} (e.g. "
             f"{below or above} or {above}), or a number of processes that divides {batch_size}")
 
 
@@ -256,7 +249,9 @@ def _exchange(error: Exception | None, shared: Agreement, what: str) -> None:
     rank failed, else hand rank 0's value to `shared`."""
     note = None
     if error is not None:
-        note = (type(error).__name__, str(error), isinstance(error, UserError))
+        user_error = isinstance(error, UserError)   # its raw text keeps the arg() markers
+        note = (type(error).__name__, Exception.__str__(error) if user_error else str(error),
+                user_error)
     notes: list[Any] = [None] * world_size()
     dist.all_gather_object(notes, (note, shared.value if is_main() else None))
     if error is not None:

@@ -1,4 +1,4 @@
-"""What the command-line tools (`vit_lib.train`, `vit_lib.evaluate`) share: one `error:` line for
+"""What the command-line tools (`vit_lib.cli.train`, `vit_lib.cli.evaluate`) share: one `error:` line for
 a user error, true messages on Ctrl-C and SIGTERM, argument types, safe writes, the run lock.
 
     sys.exit(run_cli(main, None))
@@ -11,20 +11,19 @@ exits 143, each with one line saying what was kept.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
 import sys
-import tempfile
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from vit_lib.checkpoint import CheckpointError
 from vit_lib.config import ConfigError
 from vit_lib.data import DatasetInfo
-from vit_lib.errors import OutputError, RunInUseError, UserError
+from vit_lib.machinery.checkpoint import CheckpointError
+from vit_lib.machinery.errors import OutputError, RunInUseError, UserError
+from vit_lib.machinery.files import check_writable_folder
 
 try:   # POSIX: Linux, macOS (and so Colab, Docker, clusters)
     import fcntl
@@ -66,7 +65,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     try:
         return main(argv)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.for_cli()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         terminated = (isinstance(exc, Terminated) or getattr(exc, "terminated", False)
@@ -132,19 +131,11 @@ def path_arg(text: str) -> Path:
 
 
 def check_output_folder(out: Path) -> None:
-    """Create `out` if needed and prove a file can be written in it, before any work starts.
-    Raises OutputError: a path under a regular file, a file where the folder should be, a
-    read-only or full location."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"the output folder {out} is a file; choose another --out")
+    """Create `out` if needed and prove a file can be written in it, before any work starts."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out) as f:
-            f.write(b"vit_lib write test")
-            f.flush()
-    except OSError as exc:
-        raise OutputError(f"cannot write into the output folder {out} ({exc.strerror or exc}); "
-                          "choose another --out, or fix its permissions") from None
+        check_writable_folder(out)
+    except OutputError as exc:
+        raise OutputError(f"{exc}; choose another --out, or fix its permissions") from None
 
 
 @contextmanager
@@ -174,27 +165,6 @@ def output_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)   # closing the descriptor releases the flock
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary path beside `path` (same suffix, so tools that pick a format
-    from the name still work), then rename it over `path`. An OS error raises OutputError naming
-    `path` and leaves whatever `path` held before."""
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise OutputError(f"could not write {path} ({exc.strerror or exc})") from exc
-        raise
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as indented JSON, atomically (see write_atomically)."""
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def check_model_fits_dataset(config: Any, info: DatasetInfo, source: Path) -> None:
