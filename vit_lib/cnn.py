@@ -1,20 +1,27 @@
-"""Lesson 07: a small convolutional network to hold the ViT against, and a convolutional stem
-that gives a ViT some of the CNN's inductive bias.
+"""Lesson 07: a small convolutional network to hold the ViT against, a convolutional stem
+that gives a ViT some of the CNN's inductive bias, and DeiT's distillation, in which a trained
+CNN teaches a ViT through a second token.
 
 `ConvNet` is the CNN model family; this module adds its presets `cnn-tiny` and `cnn` to
 `vit_lib.presets.PRESETS`. `ConvStem` replaces the ViT's linear patch projection when
-`ViTConfig(stem="conv")`: this module adds it to `vit_lib.model.STEMS`.
+`ViTConfig(stem="conv")`: this module adds it to `vit_lib.model.STEMS`. `DistilledViT` (preset
+`best-distilled`) trains with `distill_one_epoch` against a teacher's predictions.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from vit_lib.config import ConfigError, DictConvertible
-from vit_lib.model import STEMS
+from vit_lib.config import ConfigError, DictConvertible, ViTConfig
+from vit_lib.machinery.errors import TrainingDivergedError, arg
+from vit_lib.model import STEMS, VisionTransformer
 from vit_lib.presets import PRESETS, Preset
 
 __all__ = ["conv_bn_relu", "ConvNet", "ConvStem"]
@@ -144,3 +151,155 @@ PRESETS["cnn-tiny"] = Preset(
 PRESETS["cnn"] = Preset(
     "cnn", "a 4-layer CNN the size of best (220,594 parameters), trained with best's recipe",
     CNNConfig(widths=(24, 48, 96, 192)), PRESETS["best"].recipe)
+
+
+# ----------------------------------------------------------------------------------------------
+# Distillation (DeiT, Touvron et al. 2021): a CNN teaches a ViT what it knows about images.
+
+DISTILLATION = ("hard", "soft")
+
+
+@dataclass(frozen=True)
+class DistilledViTConfig(ViTConfig):
+    """A ViT with DeiT's distillation token: a second learned token beside CLS, read by its own
+    head and trained to agree with a teacher. One more token (num_patches + 2 in all); the
+    seed-sized model gains dim x 2 parameters (the token and its position) plus the second head."""
+
+    architecture: ClassVar[str] = "vit-distilled"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pool != "cls":
+            raise ConfigError(f"a distilled ViT reads its CLS and distillation tokens, so pool must "
+                              f"be 'cls', got {self.pool!r}")
+        if self.pos_embed == "sincos2d":
+            raise ConfigError("a distilled ViT has no fixed position for its distillation token; "
+                              "use pos_embed='learned' or 'none'")
+
+    @property
+    def num_tokens(self) -> int:
+        """CLS, the distillation token, then the patches."""
+        return self.num_patches + 2
+
+
+class _WithDistillationToken(nn.Module):
+    """The stem, then the distillation token in front of the patch tokens: [B, N + 1, dim]
+    (VisionTransformer puts CLS in front of that)."""
+
+    def __init__(self, stem: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.stem = stem
+        self.token = nn.Parameter(torch.randn(1, 1, dim))     # initialised as the CLS token
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.stem(images)                                              # [B, N, dim]
+        return torch.cat([self.token.expand(x.shape[0], -1, -1), x], dim=1)
+
+
+class DistilledViT(VisionTransformer):
+    """VisionTransformer + DeiT's distillation token and head (`head_dist`).
+
+    Tokens: [CLS, distillation, patches...]. forward(images) -> logits [B, classes]: in eval
+    mode the mean of the two heads; `return_both=True` gives (CLS logits, distillation logits),
+    which `distill_one_epoch` trains against the labels and the teacher. Plain training without
+    a teacher is refused (the second head would have nothing to learn from)."""
+
+    def __init__(self, config: DistilledViTConfig) -> None:
+        super().__init__(config)
+        self.patch_embed = _WithDistillationToken(self.patch_embed, config.dim)
+        self.head_dist = nn.Linear(config.dim, config.num_classes)
+
+    def no_weight_decay(self) -> set[str]:
+        return super().no_weight_decay() | {"patch_embed.token"}
+
+    def forward(self, images: torch.Tensor, return_attention: bool = False,
+                return_both: bool = False):
+        out = self.forward_features(images, return_attention)
+        tokens, maps = out if return_attention else (out, None)
+        cls_logits, dist_logits = self.head(tokens[:, 0]), self.head_dist(tokens[:, 1])
+        if return_both:
+            logits = (cls_logits, dist_logits)
+        elif self.training:
+            fix = arg("fit(..., train_epoch=distillation(teacher))", "--teacher CHECKPOINT")
+            raise ConfigError(f"a distilled ViT trains against a teacher's predictions: pass {fix}")
+        else:
+            logits = (cls_logits + dist_logits) / 2                        # DeiT at test time
+        return (logits, maps) if return_attention else logits
+
+
+def check_teacher(teacher: nn.Module, student_config: ViTConfig, teacher_name: str = "the teacher",
+                  ) -> None:
+    """Refuse a teacher that sees other images or predicts other classes than the student."""
+    tc, sc = teacher.config, student_config
+    for field, what in (("image_size", "image size"), ("in_channels", "channels"),
+                        ("num_classes", "number of classes")):
+        if getattr(tc, field) != getattr(sc, field):
+            raise ConfigError(f"{teacher_name} has {what} {getattr(tc, field)}, the student "
+                              f"{getattr(sc, field)}; a teacher must see the same images and "
+                              "predict the same classes: train it on the student's dataset")
+
+
+def distill_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
+                      scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *,
+                      teacher: nn.Module, kind: str = "hard", temperature: float = 1.0,
+                      label_smoothing: float = 0.0, grad_clip: float = 0.0,
+                      amp: tuple[Any, Any] | None = None, bar=None) -> dict[str, float]:
+    """One epoch of DeiT distillation: loss = (CE(CLS head, labels) + distillation loss) / 2,
+    the distillation loss being CE(distillation head, teacher's argmax) ("hard", DeiT's best)
+    or KL(teacher || distillation head) at `temperature`, times temperature**2 ("soft").
+    The teacher's logits come from one forward pass per batch under inference_mode. Returns
+    what train_one_epoch returns: mean loss, accuracy (%) of the averaged heads, images seen."""
+    if kind not in DISTILLATION:
+        raise ConfigError(f"distillation must be one of {DISTILLATION}, got {kind!r}")
+    device = next(model.parameters()).device
+    autocast = amp[0] if amp is not None else None
+    teacher.eval()
+    model.train()
+    seen, correct, loss_sum = 0, 0, 0.0
+    for step, (x, y) in enumerate(loader):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.inference_mode():
+            target = teacher(x).float()                                    # [B, classes]
+        with autocast if autocast is not None else contextlib.nullcontext():
+            cls_logits, dist_logits = model(x, return_both=True)
+        cls_logits, dist_logits = cls_logits.float(), dist_logits.float()
+        if kind == "hard":
+            taught = F.cross_entropy(dist_logits, target.argmax(dim=1))
+        else:
+            taught = F.kl_div(F.log_softmax(dist_logits / temperature, dim=1),
+                              F.log_softmax(target / temperature, dim=1),
+                              reduction="batchmean", log_target=True) * temperature ** 2
+        loss = (F.cross_entropy(cls_logits, y, label_smoothing=label_smoothing) + taught) / 2
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDivergedError(f"the distillation loss became {value} at step {step + 1} "
+                                        "of the epoch; lower the learning rate (recipe.lr)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        seen += y.numel()
+        loss_sum += value * y.numel()
+        correct += ((cls_logits + dist_logits).argmax(1) == y).sum().item()
+        if bar is not None:
+            bar.update(1)
+    return {"loss": loss_sum / max(seen, 1), "accuracy": 100.0 * correct / max(seen, 1),
+            "seen": seen}
+
+
+def distillation(teacher: nn.Module, kind: str = "hard", temperature: float = 1.0):
+    """The `train_epoch` argument of `vit_lib.engine.fit` that distils from `teacher`."""
+    if kind not in DISTILLATION:
+        raise ConfigError(f"distillation must be one of {DISTILLATION}, got {kind!r}")
+    return functools.partial(distill_one_epoch, teacher=teacher, kind=kind,
+                             temperature=temperature)
+
+
+PRESETS["best-distilled"] = Preset(
+    "best-distilled", "best's ViT (7x7 patches, linear stem) with DeiT's distillation token, "
+    "trained with best's recipe against a teacher's predictions (--teacher CHECKPOINT, e.g. "
+    "the cnn preset)", DistilledViTConfig(dim=64, depth=6, heads=4, mlp_dim=128),
+    PRESETS["best"].recipe)

@@ -154,19 +154,17 @@ def evaluate(model: nn.Module, loader, return_predictions: bool = False) -> dict
 def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: int | None = None,
         checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
         log: Callable[[str], None] | None = print, stop_at_accuracy: float | None = None,
-        extra: dict[str, Any] | None = None, cuda_graph: bool = False) -> list[dict[str, Any]]:
+        extra: dict[str, Any] | None = None, cuda_graph: bool = False,
+        train_epoch: Callable[..., dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """Train `model` (already on its device) with `train_one_epoch`, evaluate after every epoch.
 
     Returns the per-epoch history: train/test loss and accuracy, lr, seconds, images/s.
-    checkpoint: file written atomically after each epoch; resume=True continues from it
-    (weights, optimiser, schedule, random state; only lr, grad_clip, compile and the number of
-    epochs may change: see vit_lib.machinery.training). A failed write raises OutputError and
-    leaves the previous checkpoint intact.
-    stop_at_accuracy: end early once test accuracy (%) reaches this value.
-    extra: JSON-able facts stored in the checkpoint (dataset name, seed...).
-    cuda_graph: on a CUDA GPU with bf16, replay the step as a CUDA graph (same arithmetic).
-    Under torchrun every process calls fit alike: data-parallel training, rank 0 evaluates,
-    logs and writes; every rank returns rank 0's history.
+    checkpoint: written atomically after each epoch; resume=True continues from it (only lr,
+    grad_clip, compile and epochs may change: vit_lib.machinery.training).
+    stop_at_accuracy: end once test accuracy (%) reaches it. extra: facts for the checkpoint.
+    cuda_graph: replay the step as a CUDA graph on a GPU (same arithmetic). train_epoch: an
+    epoch function like train_one_epoch (lesson 07's vit_lib.cnn.distillation(teacher)).
+    Under torchrun every process calls fit alike; rank 0 evaluates, logs and writes.
     """
     epochs = recipe.epochs if epochs is None else epochs
     device = next(model.parameters()).device
@@ -191,7 +189,8 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, *, epochs: 
         else:
             training.decorrelate_rng()             # ranks > 0: their own dropout masks
         run_epoch = training.epoch_runner(model, train_loader, optimizer, recipe, amp,
-                                          train_one_epoch, cuda_graph=cuda_graph, parallel=parallel)
+                                          train_epoch or train_one_epoch, cuda_graph=cuda_graph,
+                                          parallel=parallel)
     saved_epoch = start_epoch if resume else None  # the epoch the checkpoint file holds
     for epoch in range(start_epoch, epochs):
         train_loader.set_epoch(epoch)

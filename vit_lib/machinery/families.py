@@ -14,16 +14,17 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from vit_lib.cnn import CNNConfig, ConvNet
+from vit_lib.cnn import CNNConfig, ConvNet, DistilledViT, DistilledViTConfig
 from vit_lib.config import ViTConfig
 from vit_lib.machinery.errors import ConfigError
 from vit_lib.model import VisionTransformer
 
-ModelConfig = Union[ViTConfig, CNNConfig]
+ModelConfig = Union[ViTConfig, CNNConfig, DistilledViTConfig]
 
 ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     "vit": (ViTConfig, VisionTransformer),
     "cnn": (CNNConfig, ConvNet),
+    "vit-distilled": (DistilledViTConfig, DistilledViT),
 }
 
 
@@ -53,7 +54,8 @@ def describe(config: ModelConfig) -> str:
     """One line naming the architecture, e.g. 'ViT (7x7 patches, width 16, 4 blocks)'."""
     if isinstance(config, ViTConfig):
         stem = ", conv stem" if config.stem == "conv" else ""
-        return (f"ViT ({config.patch_size}x{config.patch_size} patches, width {config.dim}, "
+        kind = "distilled ViT" if isinstance(config, DistilledViTConfig) else "ViT"
+        return (f"{kind} ({config.patch_size}x{config.patch_size} patches, width {config.dim}, "
                 f"{config.depth} blocks{stem})")
     return (f"CNN ({len(config.widths)} stages of width {'/'.join(map(str, config.widths))}, "
             f"{config.convs_per_stage} conv(s) each)")

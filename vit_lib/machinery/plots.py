@@ -7,7 +7,8 @@ from typing import Any, Sequence
 import torch
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot, drawing to files only (Agg) in headless scripts and CI."""
     import matplotlib
     if not os.environ.get("DISPLAY") and "ipykernel" not in __import__("sys").modules:
         matplotlib.use("Agg")   # headless scripts and CI: draw to files only
@@ -17,7 +18,7 @@ def _plt():
 
 def lesson_style(dpi: int = 110) -> None:
     """The lessons' figure settings: readable at 100% zoom (figures about 700-1100 px wide)."""
-    plt = _plt()
+    plt = pyplot()
     plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 10,
                          "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9})
 
@@ -29,7 +30,7 @@ def plot_history(histories: dict[str, list[dict[str, Any]]] | list[dict[str, Any
     histories: one run's history (a list of per-epoch records, as `fit` returns) or
     {label: history} for several runs.
     """
-    plt = _plt()
+    plt = pyplot()
     runs = histories if isinstance(histories, dict) else {"run": histories}
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     for index, (label, history) in enumerate(runs.items()):
@@ -82,7 +83,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str],
     which would dwarf them, is grey with its count written in bold.
     """
     import numpy as np
-    plt = _plt()
+    plt = pyplot()
     n = len(classes)
     counts = matrix.detach().cpu().long().numpy()
     mistakes = np.ma.masked_array(counts, mask=np.eye(n, dtype=bool))
@@ -114,7 +115,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str],
 def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
                 size: float = 1.3, cmap: str = "gray"):
     """A grid of images [B, C, H, W] (any value range: each image is scaled for display)."""
-    plt = _plt()
+    plt = pyplot()
     b = images.shape[0]
     nrows = (b + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.2 * nrows),

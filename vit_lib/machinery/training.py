@@ -35,7 +35,7 @@ from vit_lib.machinery.cuda_graphs import (
     plain_optimizer_state,
     plain_scheduler_state,
 )
-from vit_lib.machinery.errors import CheckpointError, OutputError, UserError
+from vit_lib.machinery.errors import CheckpointError, CudaGraphError, OutputError, UserError, arg
 
 # Recipe fields a resumed run may change: the rest (optimiser, batch size, schedule shape,
 # inputs, augmentation...) would make the continued run a different experiment.
@@ -78,7 +78,7 @@ def resume_training(checkpoint: str | os.PathLike | None, model: nn.Module,
     if state["epochs"] != epochs or state["recipe"]["lr"] != recipe.lr:
         # continue on the new recipe's curve: lr = base lr x factor at the next step
         scheduler.base_lrs = [recipe.lr for _ in optimizer.param_groups]
-        for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
             group["initial_lr"] = recipe.lr
             group["lr"] = recipe.lr * factor(scheduler.last_epoch)
     if scaler is not None and state.get("scaler") is not None:
@@ -116,6 +116,10 @@ def epoch_runner(model: nn.Module, train_loader, optimizer, recipe, amp, train_o
     lesson's `train_one_epoch` on the model (under torchrun: wrapped in DDP; compiled when the
     recipe asks)."""
     if cuda_graph:
+        if getattr(train_one_epoch, "__name__", None) != "train_one_epoch":
+            raise CudaGraphError("CUDA graphs replay the lesson's training step; they cannot "
+                                 "record another epoch function (such as distillation): drop "
+                                 f"{arg('cuda_graph=True', '--cuda-graph')}")
         graph_ready(optimizer)
         graphed = GraphedTrainStep(model, optimizer, train_loader.batch_size,
                                    label_smoothing=recipe.label_smoothing,
@@ -187,9 +191,12 @@ class _DivergeTogether(nn.Module):
         super().__init__()
         self.module = module
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.module(images)                                  # [B / world, classes]
-        if not distributed.all_finite(logits):
+    def forward(self, images: torch.Tensor, **kwargs: Any):
+        logits = self.module(images, **kwargs)                        # [B / world, classes]
+        if isinstance(logits, tuple):      # a distilled ViT's two heads (return_both=True)
+            if not all(distributed.all_finite(part) for part in logits):
+                logits = tuple(torch.full_like(part, float("nan")) for part in logits)
+        elif not distributed.all_finite(logits):
             logits = torch.full_like(logits, float("nan"))
         return logits
 

@@ -1,0 +1,139 @@
+"""DeiT distillation (lesson 07's vit_lib.cnn): a distillation token and head, trained against
+a teacher; refused without one; teachers that see other images are refused by name."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vit_lib.cnn import (CNNConfig, ConvNet, DistilledViT, DistilledViTConfig, check_teacher,
+                         distillation)
+from vit_lib.config import ViTConfig
+from vit_lib.data import TensorLoader
+from vit_lib.engine import evaluate, fit
+from vit_lib.machinery.checkpoint import load_checkpoint
+from vit_lib.machinery.errors import ConfigError, CudaGraphError
+from vit_lib.machinery.families import build_model, checkpoint_config, model_from_checkpoint
+from vit_lib.model import VisionTransformer, count_parameters
+from vit_lib.presets import Recipe, get_preset
+
+TINY = dict(dim=8, depth=2, heads=2, mlp_dim=16)
+RECIPE = Recipe(optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=16, epochs=3,
+                schedule="cosine", warmup=0.1, grad_clip=1.0)
+
+
+def _loaders(n: int = 96):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
+    labels = images.float().mean((1, 2, 3)).gt(127.5).long()     # a learnable rule
+    train = TensorLoader(images, labels, 16, shuffle=True, seed=0, mean=(0.5,), std=(0.3,))
+    test = TensorLoader(images[:32], labels[:32], 32, mean=(0.5,), std=(0.3,))
+    return train, test
+
+
+def _teacher(num_classes: int = 2, image_size: int = 28) -> ConvNet:
+    torch.manual_seed(1)
+    return ConvNet(CNNConfig(image_size=image_size, widths=(4, 8), num_classes=num_classes)).eval()
+
+
+def test_the_distillation_token_adds_dim_x_2_and_the_second_head():
+    for dims in ({}, TINY):
+        plain = count_parameters(VisionTransformer(ViTConfig(**dims)))
+        distilled = count_parameters(DistilledViT(DistilledViTConfig(**dims)))
+        c = DistilledViTConfig(**dims)
+        assert distilled - plain == c.dim * 2 + (c.dim * c.num_classes + c.num_classes)
+
+
+def test_tokens_are_cls_distillation_then_patches():
+    model = DistilledViT(DistilledViTConfig(**TINY)).eval()
+    logits, maps = model(torch.randn(2, 1, 28, 28), return_attention=True)
+    assert logits.shape == (2, 10) and maps[0].shape == (2, 2, 18, 18)     # 16 patches + 2
+    cls_logits, dist_logits = model(torch.randn(2, 1, 28, 28), return_both=True)
+    assert cls_logits.shape == dist_logits.shape == (2, 10)
+
+
+def test_eval_logits_are_the_mean_of_the_two_heads():
+    model = DistilledViT(DistilledViTConfig(**TINY)).eval()
+    x = torch.randn(4, 1, 28, 28)
+    cls_logits, dist_logits = model(x, return_both=True)
+    torch.testing.assert_close(model(x), (cls_logits + dist_logits) / 2)
+
+
+def test_a_distilled_model_without_a_teacher_refuses_to_train():
+    model = DistilledViT(DistilledViTConfig(**TINY, num_classes=2))
+    train, test = _loaders()
+    with pytest.raises(ConfigError, match="trains against a teacher") as err:
+        fit(model, train, test, RECIPE, progress=False, log=None)
+    assert "--teacher CHECKPOINT" in err.value.for_cli()
+
+
+@pytest.mark.parametrize("teacher, what", [
+    (lambda: _teacher(num_classes=10), "number of classes 10, the student 2"),
+    (lambda: _teacher(image_size=32), "image size 32, the student 28"),
+])
+def test_a_teacher_of_another_size_or_class_count_is_refused_by_name(teacher, what):
+    with pytest.raises(ConfigError, match=what):
+        check_teacher(teacher(), DistilledViTConfig(**TINY, num_classes=2), "runs/cnn")
+
+
+def test_config_refusals():
+    with pytest.raises(ConfigError, match="pool must be 'cls'"):
+        DistilledViTConfig(pool="mean")
+    with pytest.raises(ConfigError, match="no fixed position"):
+        DistilledViTConfig(pos_embed="sincos2d")
+    with pytest.raises(ConfigError, match="distillation must be one of"):
+        distillation(_teacher(), kind="medium")
+
+
+@pytest.mark.parametrize("kind", ["hard", "soft"])
+def test_distillation_trains_the_student_towards_the_teacher(kind):
+    torch.manual_seed(0)
+    model = DistilledViT(DistilledViTConfig(**TINY, num_classes=2))
+    train, test = _loaders()
+    history = fit(model, train, test, RECIPE, progress=False, log=None,
+                  train_epoch=distillation(_teacher(), kind=kind, temperature=2.0))
+    assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_a_distilled_run_resumes_as_an_uninterrupted_one(tmp_path):
+    train, test = _loaders()
+    torch.manual_seed(0)
+    whole = DistilledViT(DistilledViTConfig(**TINY, num_classes=2))
+    fit(whole, train, test, RECIPE, progress=False, log=None,
+        train_epoch=distillation(_teacher()))
+    torch.manual_seed(0)
+    first = DistilledViT(DistilledViTConfig(**TINY, num_classes=2))
+    ckpt = tmp_path / "c.pt"
+    fit(first, train, test, RECIPE, epochs=3, checkpoint=ckpt, progress=False, log=None,
+        train_epoch=distillation(_teacher()))
+    state = load_checkpoint(ckpt)
+    assert state["arch"] == "vit-distilled"
+    assert isinstance(checkpoint_config(state), DistilledViTConfig)
+    torch.manual_seed(0)
+    second = DistilledViT(DistilledViTConfig(**TINY, num_classes=2))
+    short = tmp_path / "short.pt"
+    fit(second, train, test, RECIPE, epochs=3, checkpoint=short, progress=False, log=None,
+        train_epoch=distillation(_teacher()), stop_at_accuracy=0.0)        # stops after epoch 1
+    resumed = DistilledViT(DistilledViTConfig(**TINY, num_classes=2))
+    fit(resumed, train, test, RECIPE, epochs=3, checkpoint=short, resume=True, progress=False,
+        log=None, train_epoch=distillation(_teacher()))
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    rebuilt = model_from_checkpoint(load_checkpoint(short))
+    assert isinstance(rebuilt, DistilledViT)
+    assert evaluate(rebuilt, test)["accuracy"] == evaluate(resumed.eval(), test)["accuracy"]
+
+
+def test_cuda_graphs_refuse_distillation():
+    from vit_lib.machinery.training import epoch_runner
+    model = DistilledViT(DistilledViTConfig(**TINY, num_classes=2))
+    train, _ = _loaders()
+    with pytest.raises(CudaGraphError, match="cannot record another epoch function"):
+        epoch_runner(model, train, None, RECIPE, None, distillation(_teacher()), cuda_graph=True,
+                     parallel=False)
+
+
+def test_the_best_distilled_preset_is_best_with_a_distillation_token():
+    preset, best = get_preset("best-distilled", "mnist"), get_preset("best", "mnist")
+    assert preset.architecture == "vit-distilled" and preset.recipe == best.recipe
+    assert count_parameters(build_model(preset.model)) - count_parameters(build_model(best.model)) \
+        == 64 * 2 + 64 * 10 + 10
