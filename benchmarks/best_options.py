@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import round_robin  # noqa: E402
+from throughput import round_robin
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit

@@ -266,7 +266,7 @@ def report(results: dict) -> str:
              "| dataset | ViT | params | CNN | params | ViT accuracy | CNN accuracy | ViT time "
              "| CNN time | ViT img/s | CNN img/s | at equal time: ViT / CNN |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key, p in s["pairs"].items():
+    for _key, p in s["pairs"].items():
         rv = _runs(results, part="pairs", preset=p["vit"], dataset=p["dataset"])
         rc = _runs(results, part="pairs", preset=p["cnn"], dataset=p["dataset"])
         eq_v, eq_c = p["vit_accuracy_equal_time"], p["cnn_accuracy_equal_time"]
@@ -293,7 +293,7 @@ def report(results: dict) -> str:
                   "keeps the ones above it, the last row is an ablation of the first):", "",
                   "| step | params | accuracy | change | training time |", "|---|---|---|---|---|"]
         previous = None
-        for i, step in enumerate(s["ladder"]):
+        for _i, step in enumerate(s["ladder"]):
             runs = _runs(results, part="ladder", name=step["name"])
             base = s["ladder"][0]["accuracy"] if step["name"].startswith("ablation") else previous
             change = "" if base is None else f"{step['accuracy'] - base:+.2f}"

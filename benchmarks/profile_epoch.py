@@ -43,7 +43,7 @@ def profile(preset_name: str, batch_size: int | None, steps: int | None, dataset
     it = iter(train)
     images = 0
     start_all = time.perf_counter()
-    for step in range(total_steps):
+    for _step in range(total_steps):
         t0 = time.perf_counter()
         try:
             x, y = next(it)

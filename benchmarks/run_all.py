@@ -205,7 +205,7 @@ def plot(results: dict, path: Path) -> None:
         c = t97["seed"]["runs"][0]["curve"]
         ax.plot([p["seconds"] for p in c], [p["test_accuracy"] for p in c], "o-", color="gray",
                 label="seed pipeline")
-    for key, job in results["jobs"].items():
+    for _key, job in results["jobs"].items():
         if job["dataset"] == "mnist" and job["seed"] == min(j["seed"] for j in results["jobs"].values()):
             t, xs, ys = 0.0, [], []
             for h in job["history"]:

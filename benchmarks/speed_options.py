@@ -6,7 +6,8 @@ Throughput (images/s of training, evaluation excluded) of the seed-tuned recipe 
 changed at a time, round-robin in one process so that a machine slowing down affects all alike:
 the seed pipeline (the 1.00x of every ratio), seed-tuned as it is (2 threads), 1 thread, batches
 of 256 and 512, no random shifts, and torch.compile (in fresh processes: its start-up, the first
-epoch minus a steady one, with an empty compile cache and then a warm one). Then data-parallel training through torchrun (2 processes x 1
+epoch minus a steady one, with an empty compile cache and then a warm one). Then data-parallel
+training through torchrun (2 processes x 1
 thread, gloo) on the same images, against one process, both through `python -m vit_lib train`.
 With --short, the question for time to 97%: does any recipe that trains faster per image reach
 97% in 2 epochs instead of 3 (seed 0), and does batch 256 (3x the seed pipeline's throughput)
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import round_robin, seed_pipeline  # noqa: E402
+from throughput import round_robin, seed_pipeline
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_reference import BATCH_SIZE, seed_loaders, seed_setup, seed_train_epoch  # noqa: E402
+from seed_reference import BATCH_SIZE, seed_loaders, seed_setup, seed_train_epoch
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_reference import seed_evaluate, seed_loaders, seed_setup, seed_train_epoch  # noqa: E402
+from seed_reference import seed_evaluate, seed_loaders, seed_setup, seed_train_epoch
 
 from vit_lib.data import get_loaders
 from vit_lib.engine import fit

@@ -88,8 +88,7 @@ def synthetic(dataset: str, n: int, offset: int) -> tuple[torch.Tensor, torch.Te
     return images, labels
 
 
-@pytest.fixture
-def fake_data(monkeypatch) -> Control:
+def install_fake_data(monkeypatch) -> Control:
     """Replace the CLIs' data loading with synthetic datasets (N_TRAIN train, N_TEST test
     images); returns the Control that can poison or interrupt an epoch."""
     control = Control()

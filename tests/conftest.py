@@ -25,3 +25,11 @@ def data_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    """The command-line tools read synthetic datasets (tests/cli_fakes.py); returns the Control
+    that can poison or interrupt an epoch."""
+    from cli_fakes import install_fake_data
+    return install_fake_data(monkeypatch)

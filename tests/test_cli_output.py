@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_fakes import N_TEST, evaluate, fake_data, train  # noqa: F401  (fake_data is a fixture)
+from cli_fakes import N_TEST, evaluate, train
 
 from vit_lib.cli import common as cli
 from vit_lib.cli.common import Terminated, output_lock, run_cli

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from cli_fakes import fake_data, train  # noqa: F401  (fake_data is a fixture)
+from cli_fakes import train
 
 from vit_lib.machinery.checkpoint import load_checkpoint
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vit_lib.cnn import (CNNConfig, ConvNet, DistilledViT, DistilledViTConfig, check_teacher,
-                         distillation)
+from vit_lib.cnn import CNNConfig, ConvNet, DistilledViT, DistilledViTConfig, check_teacher, distillation
 from vit_lib.config import ViTConfig
 from vit_lib.data import TensorLoader
 from vit_lib.engine import evaluate, fit

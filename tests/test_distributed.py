@@ -47,7 +47,7 @@ def test_shard_bounds_cut_a_batch_into_contiguous_near_equal_parts(world):
     for batch in range(world, 40):
         parts = [shard_bounds(batch, r, world) for r in range(world)]
         assert parts[0][0] == 0 and parts[-1][1] == batch
-        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))      # contiguous, in order
+        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=True))      # contiguous, in order
         sizes = [hi - lo for lo, hi in parts]
         assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
         if batch % world == 0:
@@ -71,7 +71,7 @@ def test_sharded_loaders_together_serve_the_single_process_batches(n, batch, wor
             loader.set_epoch(epoch)
         assert all(len(s) == len(whole) for s in shards)
         steps = 0
-        for single, *parts in zip(whole, *shards):
+        for single, *parts in zip(whole, *shards, strict=True):
             labels = [y for _, y in parts]
             assert torch.equal(torch.cat(labels), single[1])          # same images, same order
             assert torch.equal(torch.cat([x for x, _ in parts]), single[0])
@@ -294,7 +294,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two_epochs, 
     assert ddp["model"].keys() == single["model"].keys()
     gap = max((ddp["model"][k] - single["model"][k]).abs().max().item() for k in ddp["model"])
     assert gap < 5e-3, f"weights differ by {gap:.2e}"
-    for a, b in zip(ddp["history"], single["history"]):
+    for a, b in zip(ddp["history"], single["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
         assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-4)
         assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 0.1
@@ -311,7 +311,7 @@ def test_a_resumed_two_process_run_equals_the_uninterrupted_one(two_epochs):
     resumed, straight = _state(out), _state(tmp / "ddp")
     for key, value in straight["model"].items():
         assert torch.equal(resumed["model"][key], value), key
-    for a, b in zip(resumed["history"], straight["history"]):
+    for a, b in zip(resumed["history"], straight["history"], strict=True):
         assert (a["train_loss"], a["test_loss"], a["test_accuracy"]) == (
             b["train_loss"], b["test_loss"], b["test_accuracy"])
 

@@ -137,7 +137,7 @@ def test_value_and_function_answers_report_the_same_way(capsys, monkeypatch, tmp
     assert [(r.lesson, r.exercise) for r in results] == [("01", 1), ("01", 2), ("01", 1), ("01", 2)]
     assert all(r.feedback for r in results), "every result has a feedback line"
     assert [line[0] for line in printed] == ["✓", "✓", "✗", "✗"]
-    for line, r in zip(printed, results):
+    for line, r in zip(printed, results, strict=True):
         assert line.endswith(r.feedback)
     recorded = [json.loads(line) for line in results_file.read_text(encoding="utf-8").splitlines()]
     assert [CheckResult(**d) for d in recorded] == results

@@ -33,7 +33,7 @@ def training_step(model, optimizer, images, labels) -> float:
 
 def confusion(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     matrix = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    for t, p in zip(labels.tolist(), predictions.tolist()):
+    for t, p in zip(labels.tolist(), predictions.tolist(), strict=True):
         matrix[t, p] += 1
     return matrix
 

@@ -77,7 +77,7 @@ def test_mixed_precision_trains_and_stays_close_to_fp32(dtype):
     scaler = torch.amp.GradScaler("cuda") if dtype == "float16" else None
     model, losses = _train_steps((autocast, scaler), batches)
     assert losses[-1] < losses[0], f"{dtype} did not train: losses {losses}"
-    worst = max(abs(a - b) for a, b in zip(losses, ref_losses))
+    worst = max(abs(a - b) for a, b in zip(losses, ref_losses, strict=True))
     assert worst < 0.05, f"{dtype} losses differ from fp32 by up to {worst:.4f} (tolerance 0.05)"
     x = batches[0][0]
     with torch.no_grad():
@@ -188,7 +188,7 @@ def test_cuda_graph_trains_as_the_eager_step_and_its_checkpoints_resume(tmp_path
                    progress=False, log=None, cuda_graph=graphed)
 
     eager, graphed = run(False, "eager.pt"), run(True, "graphed.pt")
-    for e, g in zip(eager, graphed):
+    for e, g in zip(eager, graphed, strict=True):
         assert abs(e["train_loss"] - g["train_loss"]) < 0.01, (eager, graphed)
         assert abs(e["test_accuracy"] - g["test_accuracy"]) < 1.0, (eager, graphed)
     assert graphed[-1]["train_loss"] < graphed[0]["train_loss"] - 0.2, graphed     # it learns

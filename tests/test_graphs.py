@@ -5,11 +5,11 @@ The capture itself is tested on a GPU (tests/test_gpu.py)."""
 import pytest
 import torch
 
-from vit_lib.machinery import cuda_graphs as graphs
 from vit_lib.cnn import CNNConfig
 from vit_lib.config import ViTConfig
 from vit_lib.data import TensorLoader
 from vit_lib.engine import TrainingDivergedError, build_optimizer, build_scheduler, fit, train_one_epoch
+from vit_lib.machinery import cuda_graphs as graphs
 from vit_lib.machinery.cuda_graphs import (
     CudaGraphError,
     GraphedTrainStep,
@@ -62,11 +62,11 @@ def test_static_buffer_step_trains_exactly_as_the_eager_epoch():
     assert graphs.WARMUP_STEPS + 1 < 6
     eager, eager_opt, eager_stats = _train(graphed=False)
     static, static_opt, static_stats = _train(graphed=True)
-    for a, b in zip(eager_stats, static_stats):
+    for a, b in zip(eager_stats, static_stats, strict=True):
         assert a["seen"] == b["seen"] == 100
         assert a["accuracy"] == b["accuracy"]
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
-    for (name, p), q in zip(eager.named_parameters(), static.parameters()):
+    for (name, p), q in zip(eager.named_parameters(), static.parameters(), strict=True):
         if name.endswith("attn.qkv.bias"):
             # the key bias cancels in the softmax: its gradient is rounding noise, which Adam
             # scales up to lr-sized steps, so only the query and value biases are compared
@@ -83,7 +83,7 @@ def test_static_buffer_step_keeps_batchnorm_statistics_as_the_eager_epoch():
     eager, _, eager_stats = _train(graphed=False, config=config)
     static, _, static_stats = _train(graphed=True, config=config)
     assert [s["accuracy"] for s in eager_stats] == [s["accuracy"] for s in static_stats]
-    for (name, a), b in zip(eager.state_dict().items(), static.state_dict().values()):
+    for (name, a), b in zip(eager.state_dict().items(), static.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)   # running_mean/var too
 
 
@@ -120,7 +120,7 @@ def test_fit_refuses_cuda_graphs_on_the_cpu_before_training():
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(CudaGraphError, match="need a CUDA GPU"):
         fit(model, _loader(), _loader(), RECIPE, progress=False, log=None, cuda_graph=True)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_checkpointed_optimizer_state_is_an_eager_ones():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from cli_fakes import evaluate, fake_data, train  # noqa: F401  (fake_data is a fixture)
+from cli_fakes import evaluate, train
 
 from vit_lib.cnn import CNNConfig, ConvNet, ConvStem
 from vit_lib.config import ConfigError, ViTConfig

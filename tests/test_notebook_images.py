@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-import embed_images  # noqa: E402
+import embed_images  # noqa: E402  (tools/ is not a package: after the sys.path line)
 
 NOTEBOOKS = sorted((ROOT / "notebooks").rglob(embed_images.LESSON_GLOB))
 # ![alt](target "title") and <img ... src="target">
@@ -57,7 +57,7 @@ def stale_pictures(path: Path) -> list[str]:
     nb = json.loads(path.read_text(encoding="utf-8"))
     fresh = embed_images.embed(copy.deepcopy(nb), embed_images.lesson_of(path))
     stale = []
-    for i, (old, new) in enumerate(zip(nb["cells"], fresh["cells"])):
+    for i, (old, new) in enumerate(zip(nb["cells"], fresh["cells"], strict=True)):
         for name in (embed_images.YOU_ARE_HERE, embed_images.ARCHITECTURE):
             before = old.get("attachments", {}).get(name)
             if before is None and name in embed_images.referenced_attachments(old):

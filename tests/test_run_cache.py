@@ -6,8 +6,8 @@ import torch
 from test_engine import RECIPE, TINY, StopAtEpoch, _loaders
 from torch import nn
 
-from vit_lib.machinery import run_cache
 from vit_lib.engine import fit
+from vit_lib.machinery import run_cache
 from vit_lib.machinery.checkpoint import load_checkpoint
 from vit_lib.machinery.run_cache import cache_dir, fit_or_reuse, run_fingerprint
 from vit_lib.machinery.runtime import seed_everything

@@ -60,7 +60,7 @@ def chromium_path() -> str | None:
 def site() -> Path:
     """A fresh build of the book; its html folder."""
     try:
-        import jupyter_book  # noqa: F401
+        import jupyter_book  # noqa: F401  (only whether it is installed)
     except ImportError:
         unavailable('jupyter-book is not installed: pip install -e ".[site]"')
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "build_site.py"), "--quiet"],
@@ -205,7 +205,7 @@ def test_every_image_loaded(visits: dict[str, Visit]) -> None:
 def test_links_between_lessons_resolve(visits: dict[str, Visit], browser, base_url: str) -> None:
     lesson_urls = {urljoin(base_url, f"notebooks/{stem}.html") for stem in LESSONS}
     targets: dict[str, set[str]] = {}
-    for name, visit in visits.items():
+    for _name, visit in visits.items():
         for href in visit.links:
             url, frag = urldefrag(href)
             if urlsplit(url).netloc != urlsplit(base_url).netloc or not url.endswith(".html"):
@@ -224,7 +224,7 @@ def test_links_between_lessons_resolve(visits: dict[str, Visit], browser, base_u
     page.close()
     assert not broken, f"internal links that do not resolve: {broken}"
     # Each lesson links to the next one (the page footer), so the series reads in order.
-    for stem, nxt in zip(LESSONS, LESSONS[1:]):
+    for stem, nxt in zip(LESSONS, LESSONS[1:], strict=True):
         links = {urldefrag(h)[0] for h in visits[f"notebooks/{stem}"].links}
         assert urljoin(base_url, f"notebooks/{nxt}.html") in links, f"{stem} has no link to {nxt}"
     assert lesson_urls <= set(targets), "some lesson is not linked from any page"

@@ -269,7 +269,7 @@ def stage_benchmarks(data_dir: str | None, deadline: float, record: Callable[[],
             cmd += ["--data-dir", data_dir]
         env = {**os.environ, "OMP_NUM_THREADS": "2"}
         procs.append((seed, path, subprocess.Popen(cmd, env=env)))
-    for seed, path, proc in procs:
+    for _seed, _path, proc in procs:
         try:
             proc.wait(timeout=max(1.0, deadline - 20 - time.time()))
         except subprocess.TimeoutExpired:
@@ -365,10 +365,12 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"Without CUDA graphs (seed 0 only) vit_lib took {eager:.1f} s.")
     presets = [p for p in results.get("presets", []) if "test_accuracy" in p]
     if presets:
-        lines += ["", "| preset (GPU, full recipe) | CUDA graph | params | epochs | MNIST test accuracy | training time | images/s | peak GPU memory |",
+        lines += ["", "| preset (GPU, full recipe) | CUDA graph | params | epochs | MNIST test accuracy | "
+                  "training time | images/s | peak GPU memory |",
                   "|---|---|---|---|---|---|---|---|"]
         for p in presets:
-            lines.append(f"| `{p['preset']}` | {'yes' if p.get('cuda_graph') else 'no'} | {p['params']:,} | {p['epochs']} | {p['test_accuracy']:.2f}% | "
+            lines.append(f"| `{p['preset']}` | {'yes' if p.get('cuda_graph') else 'no'} | {p['params']:,} | "
+                         f"{p['epochs']} | {p['test_accuracy']:.2f}% | "
                          f"{p['train_seconds']:.1f} s | {p['images_per_second']:,.0f} | {p['peak_mib']:,.0f} MiB |")
     if results.get("notes"):
         lines += [""] + [f"- {note}" for note in results["notes"]]
@@ -459,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["tests"] = stage_tests(env)
                 print(results["tests"]["tail"], flush=True)
             elif name == "notebooks":
-                results["notebooks"] = stage_notebooks(env, deadline - (0 if args.skip_benchmarks else BENCHMARK_SECONDS))
+                kept = 0 if args.skip_benchmarks else BENCHMARK_SECONDS
+                results["notebooks"] = stage_notebooks(env, deadline - kept)
             else:
                 stage_benchmarks(env.get("VIT_DATA_DIR"), deadline, record, results, out,
                                  args.rehearse)

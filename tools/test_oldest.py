@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "--no-progress", "--out", str(out)], env=env, fatal=False)
             took += step(f"evaluate preset {preset}", [str(py), "-m", "vit_lib.cli.evaluate", "--checkpoint",
                                                        str(out / "checkpoint.pt"), "--device", "cpu",
-                                                       "--out", str(out / "confusion_matrix.png")], env=env, fatal=False)
+                                                       "--out", str(out / "confusion_matrix.png")],
+                    env=env, fatal=False)
             times[f"preset {preset}"] = took
     versions = subprocess.run([str(py), "-c", check], capture_output=True, text=True).stdout.strip()
     print("\n" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))

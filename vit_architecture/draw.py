@@ -24,13 +24,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 
-import vit_lib  # noqa: E402  (after matplotlib.use, which must come first)
-from vit_lib.config import ViTConfig  # noqa: E402
-from vit_lib.model import VisionTransformer, count_parameters  # noqa: E402
-from vit_lib.presets import Recipe  # noqa: E402
+import vit_lib
+from vit_lib.config import ViTConfig
+from vit_lib.model import VisionTransformer, count_parameters
+from vit_lib.presets import Recipe
 
 HERE = Path(__file__).resolve().parent
 YOU_ARE_HERE = "you_are_here"   # sub-folder of the lessons' pictures
@@ -139,7 +139,8 @@ def draw(config: ViTConfig | None = None) -> plt.Figure:
     ax.text(50, height - 3.5, "Vision Transformer" + (": the seed configuration" if seed else ""),
             ha="center", va="center", fontsize=15, weight="bold")
     ax.text(50, height - 7.5,
-            ("ViTConfig(): " if seed else "") + f"image {c.image_size}, patch {c.patch_size}, dim {d}, depth {c.depth}, "
+            ("ViTConfig(): " if seed else "")
+            + f"image {c.image_size}, patch {c.patch_size}, dim {d}, depth {c.depth}, "
             f"heads {c.heads}, MLP {c.mlp_dim}, {c.num_classes} classes  -  "
             f"{total:,} trainable parameters",
             ha="center", va="center", fontsize=10.5)

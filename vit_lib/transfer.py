@@ -67,7 +67,8 @@ def init_from_checkpoint(model: nn.Module, state: dict[str, Any] | str | os.Path
     if theirs != ours:
         raise CheckpointError(
             f"{source} holds a {theirs.upper()} ({describe(checkpoint_config(state))}), but the model "
-            f"to initialise is a {ours.upper()}; {arg('init_from_checkpoint', '--init-from')} needs a checkpoint of the same "
+            f"to initialise is a {ours.upper()}; {arg('init_from_checkpoint', '--init-from')} needs a "
+            f"checkpoint of the same "
             f"architecture: choose a {theirs} preset, or a checkpoint trained with a {ours} preset")
     weights: dict[str, torch.Tensor] = state["model"]
     target = model.state_dict()

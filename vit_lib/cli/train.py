@@ -144,7 +144,7 @@ def _quiet(quiet: bool, stream: str = "stdout"):
     """Send stdout (or stderr) to /dev/null on ranks other than 0, so only rank 0 prints."""
     if not quiet:
         return nullcontext()
-    sink = open(os.devnull, "w")   # noqa: SIM115 - closed with the process
+    sink = open(os.devnull, "w")
     return redirect_stdout(sink) if stream == "stdout" else redirect_stderr(sink)
 
 

@@ -1,7 +1,8 @@
 """Checkpoint files: write a training state atomically, read it back safely.
 
 A checkpoint is one dict saved with torch.save: `format`, `model` (state_dict), `optimizer`,
-`scheduler`, `epoch`, `epochs`, `arch` (the model family: "vit", "cnn"), `config`, `recipe`, `history`, `rng` and `extra`, plus `scaler` when training used fp16 with a
+`scheduler`, `epoch`, `epochs`, `arch` (the model family: "vit", "cnn"), `config`, `recipe`,
+`history`, `rng` and `extra`, plus `scaler` when training used fp16 with a
 gradient scaler (CUDA GPUs without bf16). `vit_lib.machinery.training` writes and restores
 that state; `vit_lib.machinery.families.model_from_checkpoint` rebuilds the model it holds.
 """

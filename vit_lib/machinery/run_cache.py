@@ -172,6 +172,6 @@ def _holds_epochs(path: Path) -> bool:
     """An interrupted run's checkpoint that can be resumed (a damaged one is trained again)."""
     try:
         return load_checkpoint(path)["epoch"] >= 1
-    except Exception:     # noqa: BLE001 - any unreadable file: start over
+    except Exception:
         path.unlink(missing_ok=True)
         return False

@@ -49,7 +49,7 @@ def load_from_torchvision(model: VisionTransformer, tv: nn.Module) -> VisionTran
     layers = list(tv.encoder.layers)
     if len(layers) != len(model.blocks):
         raise ValueError(f"depth differs: ours {len(model.blocks)}, torchvision's {len(layers)}")
-    for i, (ours, theirs) in enumerate(zip(model.blocks, layers)):
+    for i, (ours, theirs) in enumerate(zip(model.blocks, layers, strict=True)):
         sa = theirs.self_attention                # in_proj rows: q, then k, then v; heads contiguous
         copy(ours.norm1.weight, theirs.ln_1.weight, f"block {i} ln_1")
         copy(ours.norm1.bias, theirs.ln_1.bias, f"block {i} ln_1")

@@ -170,7 +170,7 @@ def check_unpatchify(fn: Callable[[torch.Tensor, int, int, int], torch.Tensor]) 
             except Exception as exc:
                 hint = (": here H and W differ, so use H // P grid rows and W // P grid columns"
                         if h != w else "")
-                raise Mismatch(f"on {what}, your code raised {type(exc).__name__}: {exc}{hint}")
+                raise Mismatch(f"on {what}, your code raised {type(exc).__name__}: {exc}{hint}") from None
             tensor = expect_tensor(got, f"on {what}, your image")
             if tuple(tensor.shape) != tuple(shape):
                 hint = ("keep the batch and channel dimensions: the result is [B, C, H, W]"

@@ -198,7 +198,7 @@ def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Te
         return [p.detach().clone() for p in model.parameters()]
 
     def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-        return all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a, b))
+        return all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a, b, strict=True))
 
     def body() -> str:
         model, optimizer, x, y = setup()
@@ -302,7 +302,7 @@ def check_clip_gradients(fn: Callable[[list[torch.Tensor], float], float]) -> Ch
             got_norm = _as_float(fn(params, max_norm), "the value you return")
             got = [p.grad for p in params]
             case = f"gradients of global norm {expected_norm:.3g} and max_norm {max_norm:g}"
-            if all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(got, expected)):
+            if all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(got, expected, strict=True)):
                 if math.isclose(got_norm, expected_norm, rel_tol=1e-4):
                     continue
                 total_after = math.sqrt(sum(float((e ** 2).sum()) for e in expected))
@@ -312,14 +312,14 @@ def check_clip_gradients(fn: Callable[[list[torch.Tensor], float], float]) -> Ch
                                    "clip_grad_norm_ does (it tells how large the gradient was)")
                 raise Mismatch(f"{case}: the gradients are right, but you return {got_norm:.4g}, "
                                f"expected the global norm before clipping, {expected_norm:.4g}")
-            if all(torch.equal(a, b) for a, b in zip(got, before)):
+            if all(torch.equal(a, b) for a, b in zip(got, before, strict=True)):
                 raise Mismatch(f"{case}: the gradients did not change: multiply every p.grad in "
                                "place (p.grad.mul_(factor)) when the norm exceeds max_norm")
             if expected_norm <= max_norm:
                 raise Mismatch(f"{case}: the gradients were already small enough and must stay "
                                "as they are: only scale down when the norm exceeds max_norm")
             per_tensor = [b * min(1.0, max_norm / (float(b.norm()) + 1e-6)) for b in before]
-            if all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(got, per_tensor)):
+            if all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(got, per_tensor, strict=True)):
                 raise Mismatch(f"{case}: you clipped each tensor by its own norm; clip by the "
                                "global norm, sqrt of the sum of the squares of all gradients, so "
                                "every gradient is scaled by the same factor and the direction "

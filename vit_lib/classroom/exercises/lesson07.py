@@ -130,7 +130,8 @@ def check_receptive_field(fn: Callable[[list[tuple[int, int]]], int]) -> CheckRe
             else:
                 hint = "start at rf = 1, jump = 1; per layer rf += (kernel - 1) * jump; jump *= stride"
             raise Mismatch(f"{where}: {hint}")
-        return f"right for all {len(cases)} stacks, cnn-tiny sees {receptive_field_of(cases['cnn-tiny (conv, pool, conv, pool, conv)'])} pixels"
+        tiny = receptive_field_of(cases['cnn-tiny (conv, pool, conv, pool, conv)'])
+        return f"right for all {len(cases)} stacks, cnn-tiny sees {tiny} pixels"
 
     return run_check("receptive field of a stack of layers", body)
 
