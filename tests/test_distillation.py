@@ -136,3 +136,44 @@ def test_the_best_distilled_preset_is_best_with_a_distillation_token():
     assert preset.architecture == "vit-distilled" and preset.recipe == best.recipe
     assert count_parameters(build_model(preset.model)) - count_parameters(build_model(best.model)) \
         == 64 * 2 + 64 * 10 + 10
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: --teacher (in-process runs on synthetic data, tests/cli_fakes.py)
+
+def test_cli_distils_from_a_cnn_teacher_and_resumes(tmp_path, capsys, fake_data):
+    from cli_fakes import train
+    teacher = train(capsys, "--preset", "cnn-tiny", "--epochs", "1", "--out", tmp_path / "cnn")
+    assert teacher.code == 0, teacher.err
+    student = train(capsys, "--preset", "best-distilled", "--epochs", "1", "--teacher",
+                    tmp_path / "cnn", "--out", tmp_path / "student")
+    assert student.code == 0, student.err
+    assert "distillation (hard) from" in student.out
+    state = load_checkpoint(tmp_path / "student" / "checkpoint.pt")
+    assert state["arch"] == "vit-distilled" and state["extra"]["teacher"]["distill"] == "hard"
+    more = train(capsys, "--out", tmp_path / "student", "--resume", "--epochs", "2")
+    assert more.code == 0, more.err
+    assert load_checkpoint(tmp_path / "student" / "checkpoint.pt")["epoch"] == 2
+
+
+def test_cli_refuses_a_distilled_preset_without_a_teacher(tmp_path, capsys, fake_data):
+    from cli_fakes import train
+    result = train(capsys, "--preset", "best-distilled", "--out", tmp_path / "s")
+    assert result.code == 2 and "give the teacher with --teacher CHECKPOINT" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_cli_refuses_a_teacher_for_a_plain_preset_and_distill_alone(tmp_path, capsys, fake_data):
+    from cli_fakes import train
+    result = train(capsys, "--preset", "seed", "--teacher", tmp_path, "--out", tmp_path / "s")
+    assert result.code == 2 and "has no distillation token: drop --teacher" in result.err
+    result = train(capsys, "--preset", "best-distilled", "--distill", "soft", "--out", tmp_path / "s")
+    assert result.code == 2
+
+
+def test_cli_refuses_a_teacher_with_other_inputs(tmp_path, capsys, fake_data):
+    from cli_fakes import train
+    assert train(capsys, "--preset", "seed", "--epochs", "1", "--out", tmp_path / "raw").code == 0
+    result = train(capsys, "--preset", "best-distilled", "--teacher", tmp_path / "raw",
+                   "--out", tmp_path / "s")       # seed trains on raw pixels, best normalises
+    assert result.code == 2 and "raw pixels" in result.err and "Traceback" not in result.err

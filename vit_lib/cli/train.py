@@ -67,6 +67,7 @@ from vit_lib.cli.common import (
     run_cli,
     seed_int,
 )
+from vit_lib.cnn import DISTILLATION, check_teacher, distillation
 from vit_lib.config import STEMS, ConfigError
 from vit_lib.data import dataset_info, get_loaders
 from vit_lib.engine import fit
@@ -86,6 +87,7 @@ from vit_lib.machinery.families import (
     build_model,
     checkpoint_config,
     describe,
+    model_from_checkpoint,
 )
 from vit_lib.machinery.files import write_atomically, write_json
 from vit_lib.machinery.runtime import resolve_device, seed_everything
@@ -130,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "architecture: fine-tuning; a head of another size is re-initialised")
     p.add_argument("--linear-probe", action="store_true",
                    help="with --init-from: train only the classification head (linear probing)")
+    p.add_argument("--teacher", type=path_arg, metavar="CHECKPOINT",
+                   help="for a distilled preset (best-distilled): the trained model (a checkpoint "
+                        "or its run folder, e.g. a cnn run) whose predictions the ViT's "
+                        "distillation token learns (DeiT)")
+    p.add_argument("--distill", choices=DISTILLATION,
+                   help="with --teacher: learn the teacher's top class (hard, DeiT's best; "
+                        "default) or its whole softened distribution (soft)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--cuda-graph", action="store_true",
                    help="on a CUDA GPU: record the training step once as a CUDA graph and "
@@ -221,6 +230,20 @@ def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     seed = 0 if args.seed is None else args.seed
     run = {"preset": preset.name, "dataset": info.name, "seed": seed,
            "train_subset": args.train_subset}
+    distilled = preset.architecture == "vit-distilled"
+    if distilled and args.teacher is None:
+        raise ConfigError(f"preset {preset.name!r} is a ViT with a distillation token that learns a "
+                          "teacher's predictions: give the teacher with --teacher CHECKPOINT (for "
+                          "example a run of --preset cnn on the same dataset)")
+    if args.teacher is not None and not distilled:
+        raise ConfigError(f"--teacher applies to a distilled preset (best-distilled); preset "
+                          f"{preset.name!r} has no distillation token: drop --teacher")
+    if args.teacher is not None:
+        teacher = args.teacher / CHECKPOINT if args.teacher.is_dir() else args.teacher
+        run["teacher"] = {"checkpoint": str(teacher), "distill": args.distill or "hard"}
+    elif args.distill is not None:
+        raise ConfigError("--distill says how to learn from a teacher: give --teacher CHECKPOINT "
+                          "too, or drop --distill")
     if args.init_from is not None:
         source = args.init_from / CHECKPOINT if args.init_from.is_dir() else args.init_from
         if source.resolve() == (out / CHECKPOINT).resolve():
@@ -243,6 +266,16 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     run = _stored_run(args, state, ckpt)
     info = dataset_info(run["dataset"])
     check_model_fits_dataset(config, info, ckpt)
+    if args.teacher is not None or args.distill is not None:
+        if "teacher" not in run:
+            raise ConfigError(f"the run in {out} learns from no teacher; a resumed run keeps that: "
+                              "drop --teacher / --distill")
+        if args.distill is not None and args.distill != run["teacher"]["distill"]:
+            raise ConfigError(f"--distill {args.distill} differs from the run in {out} "
+                              f"({run['teacher']['distill']}); a resumed run keeps it: drop --distill")
+        if args.teacher is not None:    # the same teacher, found somewhere else
+            teacher = args.teacher / CHECKPOINT if args.teacher.is_dir() else args.teacher
+            run["teacher"] = {**run["teacher"], "checkpoint": str(teacher)}
     for flag, given, stored in (("--batch-size", args.batch_size, recipe.batch_size),
                                 ("--patch-size", args.patch_size, getattr(config, "patch_size", None)),
                                 ("--stem", args.stem, getattr(config, "stem", None))):
@@ -310,7 +343,7 @@ def _stored_run(args: argparse.Namespace, state: dict[str, Any], ckpt: Path) -> 
     if "preset" not in extra and given["preset"] is not None:
         raise ConfigError(f"{ckpt} records no preset, so --preset cannot be checked against it; "
                           "drop --preset (the stored model and recipe are used)")
-    run = {key: extra[key] for key in ("init_from", "linear_probe") if key in extra}
+    run = {key: extra[key] for key in ("init_from", "linear_probe", "teacher") if key in extra}
     for key in ("preset", "dataset", "seed", "train_subset"):
         if key in extra:
             if given[key] is not None and given[key] != extra[key]:
@@ -357,10 +390,11 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, config: Mo
              f"{recipe.batch_size // distributed.world_size()} per process)"
              if distributed.is_initialized() else ""))
     wall = time.perf_counter()
+    train_epoch = _distillation(run, config, recipe, info.name, device)
     try:
         history = fit(model, train_loader, test_loader, recipe, epochs=recipe.epochs,
                       checkpoint=ckpt, resume=resume, progress=not args.no_progress, extra=run,
-                      cuda_graph=args.cuda_graph)
+                      cuda_graph=args.cuda_graph, train_epoch=train_epoch)
     except TrainingDivergedError as exc:
         raise distributed.carry_agreement(TrainingDivergedError(
             f"{exc.args[0]}\n  {_retry_hint(ckpt, recipe)}"), exc) from None
@@ -381,6 +415,29 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, config: Mo
           f"{metrics['train_seconds']:.0f}s of training; wrote {out}/{METRICS}, "
           f"{CHECKPOINT}, {CURVES}")
     return 0
+
+
+def _distillation(run: dict[str, Any], config: ModelConfig, recipe: Recipe, dataset: str,
+                  device: torch.device):
+    """fit's train_epoch for a run with a teacher (None without one): the teacher's checkpoint
+    loaded and checked against the student (images, classes, dataset, input normalisation)."""
+    if "teacher" not in run:
+        return None
+    source = Path(run["teacher"]["checkpoint"])
+    state = load_checkpoint(source)
+    check_teacher(model_from_checkpoint(state), config, f"--teacher {source}")
+    theirs = (state.get("extra") or {}).get("dataset")
+    if theirs is not None and theirs != dataset:
+        raise ConfigError(f"--teacher {source} was trained on {theirs}, the student trains on "
+                          f"{dataset}; give a teacher trained on {dataset}")
+    if state["recipe"].get("normalize") != recipe.normalize:
+        raise ConfigError(f"--teacher {source} was trained on "
+                          f"{'normalised' if state['recipe'].get('normalize') else 'raw'} pixels "
+                          "and the student's recipe differs, so the teacher would see other "
+                          "inputs; choose a teacher trained with the same normalisation")
+    teacher = model_from_checkpoint(state, device)
+    print(f"distillation ({run['teacher']['distill']}) from {source} ({describe(teacher.config)})")
+    return distillation(teacher, run["teacher"]["distill"])
 
 
 def _retry_hint(ckpt: Path, recipe: Recipe) -> str:
