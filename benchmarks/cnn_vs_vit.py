@@ -15,7 +15,7 @@ Parts:
              -> patch size 4 (49 tokens) -> + conv stem -> + stronger augmentation; and the
              ablation without position embeddings.
 Every run is a separate process (`--job`), seeded; JOBS processes run side by side with THREADS
-torch threads each (default 2 x 1: one per core). Results accumulate in benchmarks/cnn_vs_vit.json
+torch threads each (default 2 x 1: one per core). Results accumulate in vit_lib/machinery/committed/cnn_vs_vit.json
 (runs already there are kept unless --rerun) with their medians under "summary" (pairs,
 data, ladder: what lesson 07 compares its shortened runs with); the README section between `cnn:start` / `cnn:end`,
 benchmarks/cnn_vs_vit.md and benchmarks/data_efficiency.png are rewritten from it.
@@ -35,7 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "cnn_vs_vit.json"
+RESULTS = HERE.parent / "vit_lib" / "machinery" / "committed" / "cnn_vs_vit.json"   # shipped: lesson 07 reads it
 REPORT = HERE / "cnn_vs_vit.md"
 PLOT = HERE / "data_efficiency.png"
 README = ROOT / "README.md"

@@ -32,6 +32,7 @@ from vit_lib.machinery.errors import ConfigError, UserError
 from vit_lib.machinery.families import build_model, describe, model_from_checkpoint
 from vit_lib.machinery.plots import (confusion_matrix, lesson_style, plot_confusion_matrix,
                                      plot_history, show_images)
+from vit_lib.machinery.results import committed_results
 from vit_lib.machinery.run_cache import fit_or_reuse
 from vit_lib.machinery.runtime import resolve_device, seed_everything
 from vit_lib.machinery.torchvision_compat import (load_from_torchvision, matching_config,
@@ -81,6 +82,6 @@ __all__ = [
     "freeze_all_but_head", "init_from_checkpoint",
     "load_checkpoint", "save_checkpoint", "ConfigError", "UserError", "build_model", "describe",
     "model_from_checkpoint", "confusion_matrix", "lesson_style", "plot_confusion_matrix",
-    "plot_history", "show_images", "fit_or_reuse", "resolve_device",
+    "plot_history", "show_images", "committed_results", "fit_or_reuse", "resolve_device",
     "seed_everything", "load_from_torchvision", "matching_config", "torchvision_vit",
 ]
