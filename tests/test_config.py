@@ -38,7 +38,7 @@ def test_config_round_trips_through_a_dict():
 
 
 def test_presets_exist_and_seed_matches_the_tutorial():
-    assert set(PRESETS) == {"seed", "seed-tuned", "best", "cnn-tiny", "cnn"}
+    assert set(PRESETS) == {"seed", "seed-tuned", "best", "cnn-tiny", "cnn", "best-distilled"}
     seed = PRESETS["seed"]
     assert seed.model == ViTConfig()
     r = seed.recipe
