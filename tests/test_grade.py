@@ -17,6 +17,7 @@ import pytest
 from vit_lib.classroom import grade
 from vit_lib.classroom.exercises.common import NOT_ATTEMPTED, Exercise
 from vit_lib.classroom.grade import Row, Run, find_notebooks, grade_file, rows_for_run
+from vit_lib.classroom.notebooks import lesson_number
 from vit_lib.classroom.student import build_student_edition, cell_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,9 +88,9 @@ def test_bad_files_are_rows(tmp_path):
 
 
 def test_lesson_from_metadata_else_file_name():
-    assert grade.lesson_of(Path("x/03_block.ipynb"), {"metadata": {}}) == "03"
-    assert grade.lesson_of(Path("03_block.ipynb"), {"metadata": {"vit_lib": {"lesson": "04"}}}) == "04"
-    assert grade.lesson_of(Path("alice.ipynb"), {"metadata": {}}) == ""
+    assert lesson_number(Path("x/03_block.ipynb"), {"metadata": {}}) == "03"
+    assert lesson_number(Path("03_block.ipynb"), {"metadata": {"vit_lib": {"lesson": "04"}}}) == "04"
+    assert lesson_number(Path("alice.ipynb"), {"metadata": {}}) is None
 
 
 def test_finds_notebooks_in_folders(tmp_path):
