@@ -52,10 +52,10 @@ site: $(BIN)/.installed      ## build the lessons as a static HTML book in site/
 	$(BIN)/python -c "import jupyter_book" 2>/dev/null || $(BIN)/pip install -e ".[site]"
 	$(BIN)/python tools/build_site.py
 
-gpu-check:                   ## on a CUDA machine: GPU tests, every lesson on the GPU, GPU benchmarks -> README (no venv: PYTHON must have torch)
+gpu-check:                   ## on a CUDA machine: GPU tests, every lesson on the GPU, GPU benchmarks -> docs/gpu.md (no venv: PYTHON must have torch)
 	PYTHONPATH=. $(PYTHON) tools/gpu_check.py --write-readme $(GPU_CHECK_ARGS)
 
-bench: $(BIN)/.installed     ## speed and accuracy benchmarks; rewrites the README results (about 46 min)
+bench: $(BIN)/.installed     ## speed and accuracy benchmarks; rewrites docs/results.md (about 46 min)
 	$(BIN)/python benchmarks/run_all.py
 
 student: $(BIN)/.installed   ## write notebooks/student/ (solutions removed) and mark the lessons' solution cells for nbgrader

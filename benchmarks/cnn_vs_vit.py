@@ -17,8 +17,9 @@ Parts:
 Every run is a separate process (`--job`), seeded; JOBS processes run side by side with THREADS
 torch threads each (default 2 x 1: one per core). Results accumulate in vit_lib/machinery/committed/cnn_vs_vit.json
 (runs already there are kept unless --rerun) with their medians under "summary" (pairs,
-data, ladder: what lesson 07 compares its shortened runs with); the README section between `cnn:start` / `cnn:end`,
-benchmarks/cnn_vs_vit.md and benchmarks/data_efficiency.png are rewritten from it.
+data, ladder: what lesson 07 compares its shortened runs with); the section of docs/results.md
+between `cnn:start` / `cnn:end`, benchmarks/cnn_vs_vit.md and benchmarks/data_efficiency.png are
+rewritten from it.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ ROOT = HERE.parent
 RESULTS = HERE.parent / "vit_lib" / "machinery" / "committed" / "cnn_vs_vit.json"   # shipped: lesson 07 reads it
 REPORT = HERE / "cnn_vs_vit.md"
 PLOT = HERE / "data_efficiency.png"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "results.md"   # its section between the cnn markers
 MARK_START, MARK_END = "<!-- cnn:start -->", "<!-- cnn:end -->"
 
 SIZES = (1000, 5000, 20000, 60000)
@@ -286,7 +287,7 @@ def report(results: dict) -> str:
             for preset in PAIRS[0]:
                 cells.append(_acc(_runs(results, part="data", preset=preset, train_subset=size)))
             lines.append(f"| {size:,} | {data_epochs(size)} | {' | '.join(cells)} |")
-        lines += ["", "![data efficiency](benchmarks/data_efficiency.png)"]
+        lines += ["", "![data efficiency](../benchmarks/data_efficiency.png)"]
     if s["ladder"]:
         lines += ["", f"**Closing the gap** (MNIST, seed-tuned's recipe shortened to {LADDER_EPOCHS} "
                   "epochs; each step "

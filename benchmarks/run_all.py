@@ -1,4 +1,4 @@
-"""Every benchmark in one command; writes the README's results table and the plot.
+"""Every benchmark in one command; writes docs/results.md's results section and the plot.
 
     python benchmarks/run_all.py                 # full run: about 46 minutes on 2 CPU cores
     python benchmarks/run_all.py --seeds 0 --datasets mnist --presets seed   # a quick subset
@@ -13,7 +13,7 @@ Measures (each job in its own process, so its peak memory is its own):
      (python -m vit_lib train), with training time;
   4. peak memory (max RSS) of every job.
 Writes benchmarks/results.json, benchmarks/results.md, benchmarks/accuracy_vs_time.png and the
-section of README.md between the `results:start` / `results:end` markers.
+section of docs/results.md between the `results:start` / `results:end` markers.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def report(results: dict) -> str:
                              f"{r['peak_mib']:.0f} MiB |")
     lines += ["", "Targets:", "", "| target | goal | measured | met |", "|---|---|---|---|"]
     lines += _targets(results)
-    lines += ["", "![accuracy against training time](benchmarks/accuracy_vs_time.png)"]
+    lines += ["", "![accuracy against training time](../benchmarks/accuracy_vs_time.png)"]
     return "\n".join(lines) + "\n"
 
 
@@ -224,7 +224,9 @@ def plot(results: dict, path: Path) -> None:
 
 
 def update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
+    """Rewrite the results section of docs/results.md (the README's headline table is copied
+    from it by hand; tests/test_readme.py checks they agree)."""
+    readme = ROOT / "docs" / "results.md"
     text = readme.read_text()
     start, end = "<!-- results:start -->", "<!-- results:end -->"
     if start in text and end in text:

@@ -1,4 +1,4 @@
-"""tools/gpu_check.py's report: the README's GPU section is written from gpu_results.json, and
+"""tools/gpu_check.py's report: docs/gpu.md's GPU section is written from gpu_results.json, and
 the time-to-97% ratio is the median over seeds (a seed that never got there ranks slowest)."""
 import importlib.util
 import json
@@ -24,6 +24,6 @@ def test_committed_results_render_the_readme_section():
     assert f"= {seed:.1f} s / {ours:.1f} s = **{seed / ours:.1f}x**" in text
     for row in results["throughput"]:
         assert f"| {row['variant']} | {row['images_per_second']:,.0f} |" in text
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "gpu.md").read_text()
     section = readme.split(gpu_check.MARK_START)[1].split(gpu_check.MARK_END)[0]
-    assert section.strip() == text.strip(), "README's GPU section is stale: run tools/gpu_check.py --report"
+    assert section.strip() == text.strip(), "docs/gpu.md's GPU section is stale: run tools/gpu_check.py --report"

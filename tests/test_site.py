@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "site" / "_build"
 HTML = BUILD / "html"
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-OTHER_PAGES = ["index", "results", "TEACHING", "downloads", "README"]
+OTHER_PAGES = ["index", "docs/results", "TEACHING", "downloads", "README", "CONTRIBUTING",
+               "docs/setup", "docs/command-line", "docs/distributed", "docs/gpu", "docs/classroom",
+               "docs/testing"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
@@ -370,6 +372,8 @@ def test_sphinx_warnings_fail_the_build(scratch, capfd) -> None:
     bs, root = scratch
     shutil.copytree(ROOT / "site", root / "site", ignore=shutil.ignore_patterns("_build"))
     shutil.copy(ROOT / "README.md", root / "README.md")
+    shutil.copy(ROOT / "CONTRIBUTING.md", root / "CONTRIBUTING.md")
+    shutil.copytree(ROOT / "docs", root / "docs")
     (root / "TEACHING.md").write_text("# Teaching\n\nStart with [lesson 00](notebooks/"
                                       f"{LESSONS[0]}.ipynb).\n")
     shutil.copytree(ROOT / "vit_architecture", root / "vit_architecture")

@@ -15,7 +15,7 @@ Runs, in order, each stage's figures written to OUT/gpu_results.json as soon as 
    97%, its seeds side by side in one process each; vit_lib seed-tuned with CUDA graphs: the
    shortest schedule that gets there, each a fresh run; eagerly for seed 0 too); full preset
    runs with CUDA graphs; the peak GPU memory of each.
---write-readme puts the figures into README.md (between the gpu-results markers) and
+--write-readme puts the figures into docs/gpu.md (between the gpu-results markers) and
 benchmarks/gpu_results.md. Datasets: VIT_DATA_DIR or --data-dir (MNIST in torchvision's layout).
 """
 from __future__ import annotations
@@ -380,10 +380,10 @@ def markdown(results: dict[str, Any]) -> str:
 def write_readme(results: dict[str, Any]) -> None:
     text = markdown(results)
     (ROOT / "benchmarks" / "gpu_results.md").write_text("# GPU results\n\n" + text)
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "gpu.md"
     body = readme.read_text()
     if MARK_START not in body:
-        raise SystemExit(f"README.md has no {MARK_START} ... {MARK_END} section to fill")
+        raise SystemExit(f"docs/gpu.md has no {MARK_START} ... {MARK_END} section to fill")
     before, rest = body.split(MARK_START, 1)
     _, after = rest.split(MARK_END, 1)
     readme.write_text(before + MARK_START + "\n" + text + MARK_END + after)
@@ -399,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-tests", action="store_true")
     p.add_argument("--skip-notebooks", action="store_true")
     p.add_argument("--skip-benchmarks", action="store_true")
-    p.add_argument("--write-readme", action="store_true", help="update README.md and benchmarks/gpu_results.md")
-    p.add_argument("--report", help="only turn an existing gpu_results.json into the README section")
+    p.add_argument("--write-readme", action="store_true", help="update docs/gpu.md and benchmarks/gpu_results.md")
+    p.add_argument("--report", help="only turn an existing gpu_results.json into docs/gpu.md's section")
     p.add_argument("--rehearse", action="store_true",
                    help="run every stage at tiny sizes, on the CPU if there is no GPU: tests this "
                         "script, measures nothing (never use with --write-readme)")
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                                    max_batches=20 if args.rehearse else None)
     if args.report:
         write_readme(json.loads(Path(args.report).read_text()))
-        print(f"wrote the GPU section of README.md and benchmarks/gpu_results.md from {args.report}")
+        print(f"wrote the GPU section of docs/gpu.md and benchmarks/gpu_results.md from {args.report}")
         return 0
 
     import torch

@@ -48,7 +48,7 @@ TEXT_STUB = "YOUR ANSWER HERE"
 DETAILS_STUB = "*(The answer is in the full edition of this lesson.)*"
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 STUDENT_FOLDER = "student"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 _EXERCISE_HEADING = re.compile(r"^#{2,4}\s*Exercise\s+(\d+)\b", re.MULTILINE)
 _DETAILS = re.compile(r"<details\b.*?</details\s*>", re.IGNORECASE | re.DOTALL)
