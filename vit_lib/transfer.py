@@ -10,7 +10,7 @@ The same from the command line: `python -m vit_lib train ... --init-from CHECKPO
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,6 @@ class InitReport:
     dataset: str | None
     loaded: list[str] = field(default_factory=list)
     reinitialised: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def summary(self) -> str:
         text = f"loaded {len(self.loaded)} tensors from {self.source}"

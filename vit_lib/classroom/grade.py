@@ -45,8 +45,8 @@ from typing import Any, Sequence
 from vit_lib.classroom.exercises.common import RESULTS_ENV, Exercise
 from vit_lib.classroom.notebooks import lesson_number
 from vit_lib.cli.common import Interrupted, positive_float, run_cli
-from vit_lib.machinery.errors import UsageError
-from vit_lib.machinery.files import write_atomically
+from vit_lib.machinery.errors import OutputError, UsageError
+from vit_lib.machinery.files import check_writable_folder, write_atomically
 
 DEFAULT_TIMEOUT = 600.0
 COLUMNS = ("file", "lesson", "exercise", "title", "passed", "status", "feedback")
@@ -348,12 +348,9 @@ def check_writable(out: Path) -> None:
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder: give a file name such as gradebook.csv")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".gradebook-check-"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc}); "
-                         "give a file in a folder you can write to") from None
+        check_writable_folder(out.parent, "the gradebook's folder")
+    except OutputError as exc:
+        raise UsageError(f"--out {out}: {exc}; give a file in a folder you can write to") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

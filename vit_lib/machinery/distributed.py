@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from vit_lib.machinery.errors import DistributedError, RankCrashedError, RankFailedError, UserError, arg
+from vit_lib.machinery.runtime import parse_device
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 TIMEOUT_VAR = "VIT_DIST_TIMEOUT"
@@ -104,12 +105,12 @@ def choose_device(device: str, local_rank: int) -> torch.device:
     """The device of the process with this local rank: 'auto' and 'cuda' give cuda:LOCAL_RANK
     when CUDA is present ('auto' falls back to the CPU), 'cpu' the CPU. One GPU per process:
     a named GPU (cuda:1) or Apple's MPS is refused with the way to fix it."""
-    name = str(device).lower()
+    name, index = parse_device(device)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
-    if name.startswith("cuda:"):
+    if index is not None:
         raise DistributedError(
             f"{arg('device=', '--device ')}{device}: under torchrun each process uses the GPU of its local rank "
             f"(process 0 cuda:0, process 1 cuda:1...); pass {_DEVICE_CUDA} (or auto), and choose "
@@ -125,10 +126,8 @@ def choose_device(device: str, local_rank: int) -> torch.device:
                 f"GPU{'s' if count != 1 else ''}; start at most {count} processes per machine "
                 f"(torchrun --nproc_per_node={count})")
         return torch.device("cuda", local_rank)
-    if name == "mps":
-        raise DistributedError("Apple's MPS backend cannot train across processes; use "
-                               f"{_DEVICE_CPU} under torchrun, or train in one process on mps")
-    raise DistributedError(f"unknown device {device!r}; use auto, cpu or cuda under torchrun")
+    raise DistributedError("Apple's MPS backend cannot train across processes; use "
+                           f"{_DEVICE_CPU} under torchrun, or train in one process on mps")
 
 
 def choose_backend(backend: str, device: torch.device) -> str:

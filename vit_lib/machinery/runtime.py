@@ -16,24 +16,32 @@ from vit_lib.machinery.errors import DeviceError, arg
 _DEVICE_AUTO = arg("device='auto'", "--device auto")
 
 
+def parse_device(device: str | torch.device) -> tuple[str, int | None]:
+    """'cuda:1' -> ('cuda', 1), 'cpu' -> ('cpu', None), 'auto' -> ('auto', None); anything
+    else raises DeviceError. The one parser of device names (resolve_device, torchrun's
+    vit_lib.machinery.distributed.choose_device)."""
+    name = str(device).lower()
+    kind, _, index = name.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    return kind, int(index) if index else None
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' picks cuda > mps > cpu; a forced device that is absent raises DeviceError."""
-    name = str(device).lower()
+    kind, index = parse_device(device)
     has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    if name == "auto":
+    if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps") if has_mps else torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     if kind == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was requested but PyTorch sees no CUDA GPU here; "
                           f"use {_DEVICE_AUTO} or cpu, or install a CUDA build of PyTorch")
     if kind == "mps" and not has_mps:
         raise DeviceError(f"device {device!r} was requested but Apple's MPS backend is not "
                           f"available here; use {_DEVICE_AUTO} or cpu")
-    return torch.device(name)
+    return torch.device(kind, index) if index is not None else torch.device(kind)
 
 
 def seed_everything(seed: int) -> None:
