@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from vit_lib.cli.common import (
@@ -21,6 +22,7 @@ from vit_lib.cli.common import (
 from vit_lib.config import ConfigError
 from vit_lib.data import DATASETS, dataset_info, get_test_loader
 from vit_lib.engine import evaluate
+from vit_lib.machinery import pretrained
 from vit_lib.machinery.checkpoint import load_checkpoint
 from vit_lib.machinery.errors import CheckpointError, OutputError
 from vit_lib.machinery.families import checkpoint_config, model_from_checkpoint
@@ -37,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vit_lib evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=path_arg, required=True,
-                   help="a checkpoint.pt written by vit_lib.cli.train or fit(), or its run folder")
+                   help="a checkpoint.pt written by vit_lib.cli.train or fit(), its run folder, or "
+                        "pretrained:NAME[/DATASET] (a model shipped with vit_lib, e.g. "
+                        "pretrained:seed-tuned)")
     p.add_argument("--dataset", help="evaluate on this dataset (default: the one the checkpoint "
                                      "records; needed when it records none)")
     p.add_argument("--data-dir", type=path_arg,
@@ -51,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    path = args.checkpoint / "checkpoint.pt" if args.checkpoint.is_dir() else args.checkpoint
-    out = args.out or path.with_name("confusion_matrix.png")
+    path = pretrained.resolve(args.checkpoint)
+    shipped = pretrained.is_pretrained(args.checkpoint)      # never write into the package
+    out = args.out or (Path(f"confusion_matrix-{path.stem}.png") if shipped
+                       else path.with_name("confusion_matrix.png"))
     if out.is_dir():
         out = out / "confusion_matrix.png"
     if out.suffix.lower().lstrip(".") not in IMAGE_FORMATS:

@@ -71,7 +71,7 @@ from vit_lib.cnn import DISTILLATION, check_teacher, distillation
 from vit_lib.config import STEMS, ConfigError
 from vit_lib.data import dataset_info, get_loaders
 from vit_lib.engine import fit
-from vit_lib.machinery import distributed
+from vit_lib.machinery import distributed, pretrained
 from vit_lib.machinery.checkpoint import load_checkpoint
 from vit_lib.machinery.cuda_graphs import check_cuda_graph
 from vit_lib.machinery.errors import (
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace the run in --out (its checkpoint, metrics and figures)")
     p.add_argument("--train-subset", type=positive_int, help="train on the first N images only")
     p.add_argument("--init-from", type=path_arg, metavar="CHECKPOINT",
-                   help="start from a trained checkpoint (or its run folder) of the same "
+                   help="start from a trained checkpoint (its run folder, or pretrained:NAME[/DATASET]) of the same "
                         "architecture: fine-tuning; a head of another size is re-initialised")
     p.add_argument("--linear-probe", action="store_true",
                    help="with --init-from: train only the classification head (linear probing)")
@@ -239,13 +239,13 @@ def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
         raise ConfigError(f"--teacher applies to a distilled preset (best-distilled); preset "
                           f"{preset.name!r} has no distillation token: drop --teacher")
     if args.teacher is not None:
-        teacher = args.teacher / CHECKPOINT if args.teacher.is_dir() else args.teacher
+        teacher = pretrained.resolve(args.teacher)
         run["teacher"] = {"checkpoint": str(teacher), "distill": args.distill or "hard"}
     elif args.distill is not None:
         raise ConfigError("--distill says how to learn from a teacher: give --teacher CHECKPOINT "
                           "too, or drop --distill")
     if args.init_from is not None:
-        source = args.init_from / CHECKPOINT if args.init_from.is_dir() else args.init_from
+        source = pretrained.resolve(args.init_from)
         if source.resolve() == (out / CHECKPOINT).resolve():
             raise ConfigError(f"--init-from {source} is the checkpoint this run would write; "
                               "copy it elsewhere or choose another --out")
@@ -274,7 +274,7 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
             raise ConfigError(f"--distill {args.distill} differs from the run in {out} "
                               f"({run['teacher']['distill']}); a resumed run keeps it: drop --distill")
         if args.teacher is not None:    # the same teacher, found somewhere else
-            teacher = args.teacher / CHECKPOINT if args.teacher.is_dir() else args.teacher
+            teacher = pretrained.resolve(args.teacher)
             run["teacher"] = {**run["teacher"], "checkpoint": str(teacher)}
     for flag, given, stored in (("--batch-size", args.batch_size, recipe.batch_size),
                                 ("--patch-size", args.patch_size, getattr(config, "patch_size", None)),
