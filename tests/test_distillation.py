@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_engine import _loaders  # 96 random images, a learnable rule, batch 16
 
 from vit_lib.cnn import CNNConfig, ConvNet, DistilledViT, DistilledViTConfig, check_teacher, distillation
 from vit_lib.config import ViTConfig
-from vit_lib.data import TensorLoader
 from vit_lib.engine import evaluate, fit
 from vit_lib.machinery.checkpoint import load_checkpoint
 from vit_lib.machinery.errors import ConfigError, CudaGraphError
@@ -18,15 +18,6 @@ from vit_lib.presets import Recipe, get_preset
 TINY = dict(dim=8, depth=2, heads=2, mlp_dim=16)
 RECIPE = Recipe(optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=16, epochs=3,
                 schedule="cosine", warmup=0.1, grad_clip=1.0)
-
-
-def _loaders(n: int = 96):
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
-    labels = images.float().mean((1, 2, 3)).gt(127.5).long()     # a learnable rule
-    train = TensorLoader(images, labels, 16, shuffle=True, seed=0, mean=(0.5,), std=(0.3,))
-    test = TensorLoader(images[:32], labels[:32], 32, mean=(0.5,), std=(0.3,))
-    return train, test
 
 
 def _teacher(num_classes: int = 2, image_size: int = 28) -> ConvNet:
