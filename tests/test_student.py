@@ -220,9 +220,9 @@ def test_student_notebook_of_a_tiny_lesson(tmp_path):
     out = student_notebook(full, tmp_path, {"01_a.ipynb", "02_b.ipynb"}, "01_a.ipynb")
     assert full == original, "the full edition is not modified"
     sources = [cell_source(c) for c in out["cells"]]
-    assert [c["id"] for c in out["cells"]] == ["c0", "c1", "c2", "c6", "c7", "c8"]
-    assert sources[4] == f"{CODE_STUB}\nvalue = None\nresult = check(value)"
-    assert sources[5] == f"Q?\n{DETAILS_STUB}"
+    assert [c["id"] for c in out["cells"]] == ["student-edition-banner", "c0", "c1", "c2", "c6", "c7", "c8"]
+    assert sources[5] == f"{CODE_STUB}\nvalue = None\nresult = check(value)"
+    assert sources[6] == f"Q?\n{DETAILS_STUB}"
     text = json.dumps(out)
     assert "secret" not in text and "42" not in text and "hidden answer" not in text
     assert all(c.get("outputs", []) == [] and c.get("execution_count") is None for c in out["cells"])
@@ -303,3 +303,24 @@ def test_teaching_homework_table_names_every_exercise():
         for ex in table:
             assert re.search(rf"\b{ex.number} {re.escape(ex.title.split()[0])}", cells, re.IGNORECASE), \
                 f"lesson {lesson}: exercise {ex.number} ({ex.title}) is not named"
+
+
+def test_the_student_edition_stands_alone():
+    """Every student notebook opens with the banner, and none of its markdown points to a worked
+    solution it does not have."""
+    from vit_lib.classroom.student import BANNER_TAG, SOLUTION_TALK
+    for path in sorted((ROOT / "notebooks" / "student").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        assert BANNER_TAG in cells[0]["metadata"].get("tags", []), path.name
+        assert f"(../{path.name})" in "".join(cells[0]["source"]), path.name
+        for cell in cells[1:]:
+            if cell["cell_type"] == "markdown":
+                text = "".join(cell["source"])
+                assert not SOLUTION_TALK.search(text), (path.name, text[:200])
+
+
+def test_a_sentence_about_the_solution_is_refused():
+    from vit_lib.classroom.student import SOLUTION_TALK
+    assert SOLUTION_TALK.search("The worked solution then draws it.")
+    assert SOLUTION_TALK.search("as the solution shows")
+    assert not SOLUTION_TALK.search("Each exercise has a statement, a cell for your attempt and a check.")

@@ -57,6 +57,14 @@ _HTML_LINK = re.compile(r"(\b(?:src|href)=\")([^\"]+)(\")", re.IGNORECASE)
 _COLAB = re.compile(r"(colab\.research\.google\.com/github/[^\s)\"']*?/notebooks/)"
                     r"([0-9]{2}_[^/\s)\"']+\.ipynb)")
 _MAGIC = re.compile(r"^(\s*)[%!]")
+# Phrases that point to a worked solution, which the student edition does not have.
+SOLUTION_TALK = re.compile(r"\b(worked solution|the solution|solution (above|below)|reference solution|"
+                           r"as the solution|see the solution)\b", re.IGNORECASE)
+BANNER_TAG = "student-edition-banner"
+BANNER = ("**Student edition** - the worked solutions are removed: write your answer where it says\n"
+          "`# YOUR CODE HERE`, then run the check below it, which says whether it is right and,\n"
+          "if not, what is wrong. The full edition, with solutions and saved outputs, is\n"
+          "[`{full}`](../{full}).\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,6 +325,10 @@ def student_notebook(nb: dict[str, Any], source_dir: Path, student_names: set[st
         set_source(cell, source)
         cell.get("metadata", {}).pop("execution", None)
     out.setdefault("metadata", {}).setdefault("vit_lib", {})["edition"] = "student"
+    full_name = Path(where).name
+    out["cells"].insert(0, {"cell_type": "markdown", "id": "student-edition-banner",
+                            "metadata": {"tags": [BANNER_TAG]},
+                            "source": BANNER.format(full=full_name).splitlines(keepends=True)})
     verify_student_notebook(nb, out, where)
     return out
 
@@ -336,6 +348,13 @@ def verify_student_notebook(full: dict[str, Any], student: dict[str, Any], where
                                           f"of a solution is left: {text!r}")
         if cell.get("cell_type") == "code" and (cell.get("outputs") or cell.get("execution_count")):
             raise StudentEditionError(f"{where}, student cell {index}: outputs were not cleared")
+        if cell.get("cell_type") == "markdown" and BANNER_TAG not in cell.get("metadata", {}).get("tags", []):
+            found = SOLUTION_TALK.search(source)
+            if found:
+                raise StudentEditionError(
+                    f"{where}, student cell {index}: the student edition has no worked solutions, "
+                    f"but this cell refers to one ({found.group(0)!r}); rephrase it in the full "
+                    "edition, or put it in the solution's own markdown cell")
 
 
 # ----------------------------------------------------------------------------------------------
