@@ -39,7 +39,7 @@ ROOT = HERE.parent
 RESULTS = HERE.parent / "vit_lib" / "machinery" / "committed" / "cnn_vs_vit.json"   # shipped: lesson 07 reads it
 REPORT = HERE / "cnn_vs_vit.md"
 PLOT = HERE / "data_efficiency.png"
-README = ROOT / "docs" / "results.md"   # its section between the cnn markers
+DOCS_PAGE = ROOT / "docs" / "results.md"   # its section between the cnn markers (never the README)
 MARK_START, MARK_END = "<!-- cnn:start -->", "<!-- cnn:end -->"
 
 SIZES = (1000, 5000, 20000, 60000)
@@ -172,7 +172,7 @@ def measure(args: argparse.Namespace) -> None:
                   flush=True)
 
 
-# ---------------------------------------------------------------- tables, plot, README
+# ---------------------------------------------------------------- tables, plot, docs page
 def _runs(results: dict, **match: Any) -> list[dict]:
     return [r for r in results["runs"].values()
             if all(r["spec"].get(k) == v for k, v in match.items())]
@@ -194,7 +194,7 @@ def _at_time(run: dict, seconds: float) -> float | None:
 
 
 def summary(results: dict) -> dict[str, Any]:
-    """The figures the README and lesson 07 use, as plain numbers (medians over seeds)."""
+    """The figures docs/results.md and lesson 07 use, as plain numbers (medians over seeds)."""
     out: dict[str, Any] = {"pairs": {}, "data": {}, "ladder": [], "budget_images": BUDGET,
                            "ladder_epochs": LADDER_EPOCHS}
     for dataset in ("mnist", "fashion-mnist"):
@@ -333,15 +333,22 @@ def plot(results: dict) -> None:
     plt.close(fig)
 
 
+def update_docs(text: str, page: Path | None = None) -> None:
+    """Rewrite the section of docs/results.md between the cnn markers with `text`."""
+    page = page or DOCS_PAGE
+    body = page.read_text()
+    if MARK_START not in body or MARK_END not in body:
+        raise SystemExit(f"{page} has no {MARK_START} ... {MARK_END} section to fill")
+    head, rest = body.split(MARK_START, 1)
+    _, tail = rest.split(MARK_END, 1)
+    page.write_text(f"{head}{MARK_START}\n{text}{MARK_END}{tail}")
+
+
 def write_outputs(results: dict) -> None:
     text = report(results)
     REPORT.write_text("# ViT versus CNN\n\n" + text)
     plot(results)
-    readme = README.read_text()
-    if MARK_START in readme and MARK_END in readme:
-        head, rest = readme.split(MARK_START, 1)
-        _, tail = rest.split(MARK_END, 1)
-        README.write_text(f"{head}{MARK_START}\n{text}{MARK_END}{tail}")
+    update_docs(text)
     print(text)
 
 

@@ -1,17 +1,23 @@
-"""The benchmark code (not its timings): the seed baseline is the seed's model, and the report
-states each target honestly from the numbers it is given."""
+"""The benchmark code (not its timings): the seed baseline is the seed's model, the report
+states each target honestly from the numbers it is given, and every generated section of
+docs/results.md is what its script renders from the committed JSON (so each figure there has a
+command that reproduces it)."""
 import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import best_options
+import cnn_vs_vit
 import run_all
 from seed_reference import SeedViT
 
 from vit_lib.model import count_parameters
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_seed_baseline_is_the_seed_model():
@@ -80,3 +86,49 @@ def test_best_options_report_puts_candidates_beside_the_best_preset(tmp_path):
     table = best_options.report({"runs": {"x": run}}, bench)
     assert "| mnist | 14,410 | 3 (median) | 99.30% | 230 s (slowest) | 23.0 |" in table
     assert "| conv stem | fashion-mnist | 144,890 | seed 0 | 89.55% | 456 s | 57.0 |" in table
+
+
+def _generated(page: Path, start: str, end: str) -> str:
+    text = page.read_text()
+    assert start in text and end in text, f"{page.name} lacks {start} ... {end}"
+    return text.split(start, 1)[1].split(end, 1)[0].removeprefix("\n")
+
+
+def test_docs_results_section_is_what_results_json_renders():
+    results = json.loads(run_all.RESULTS.read_text())
+    assert run_all.DOCS_PAGE == ROOT / "docs" / "results.md"
+    assert _generated(run_all.DOCS_PAGE, run_all.MARK_START, run_all.MARK_END) == \
+        run_all.report(results), "docs/results.md is stale: python benchmarks/run_all.py --report-only"
+
+
+def test_docs_cnn_section_is_what_cnn_vs_vit_json_renders():
+    results = json.loads(cnn_vs_vit.RESULTS.read_text())
+    assert cnn_vs_vit.DOCS_PAGE == ROOT / "docs" / "results.md"
+    assert _generated(cnn_vs_vit.DOCS_PAGE, cnn_vs_vit.MARK_START, cnn_vs_vit.MARK_END) == \
+        cnn_vs_vit.report(results), "docs/results.md is stale: python benchmarks/cnn_vs_vit.py --report-only"
+
+
+def test_the_generators_rewrite_only_their_own_section(tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text(f"# R\n\nkept\n\n{run_all.MARK_START}\nold\n{run_all.MARK_END}\n\nalso kept\n\n"
+                    f"{cnn_vs_vit.MARK_START}\nold cnn\n{cnn_vs_vit.MARK_END}\nend\n")
+    run_all.update_docs("| new |\n", page)
+    cnn_vs_vit.update_docs("cnn table\n", page)
+    assert page.read_text() == (f"# R\n\nkept\n\n{run_all.MARK_START}\n| new |\n{run_all.MARK_END}\n\n"
+                                f"also kept\n\n{cnn_vs_vit.MARK_START}\ncnn table\n{cnn_vs_vit.MARK_END}\nend\n")
+    bare = tmp_path / "bare.md"
+    bare.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="results:start"):
+        run_all.update_docs("x\n", bare)
+    with pytest.raises(SystemExit, match="cnn:start"):
+        cnn_vs_vit.update_docs("x\n", bare)
+
+
+def test_run_all_says_when_the_readme_headline_needs_copying():
+    table = run_all.report(_results(best_seconds=300))
+    rows = run_all.preset_table(table)
+    assert rows[0].startswith("| preset |") and len(rows) == 2 + 2   # header, |---|, 2 presets
+    readme = "# X\n\n## Results\n\nprose\n\n" + "\n".join(rows) + "\n\nmore\n\n## More\n\n| a |\n"
+    assert not run_all.stale_headline(table, readme)
+    assert run_all.stale_headline(table, readme.replace("98.10", "98.11"))
+    assert run_all.stale_headline(table, readme.replace(rows[-1] + "\n", ""))

@@ -16,7 +16,7 @@ def test_median_over_seeds_ranks_a_seed_that_never_got_there_slowest():
     assert gpu_check._median_reached([5.0]) == 5.0
 
 
-def test_committed_results_render_the_readme_section():
+def test_committed_results_render_the_docs_section():
     results = json.loads((ROOT / "benchmarks" / "gpu_results.json").read_text())
     text = gpu_check.markdown(results)
     t97 = results["time_to_97"]
@@ -24,6 +24,25 @@ def test_committed_results_render_the_readme_section():
     assert f"= {seed:.1f} s / {ours:.1f} s = **{seed / ours:.1f}x**" in text
     for row in results["throughput"]:
         assert f"| {row['variant']} | {row['images_per_second']:,.0f} |" in text
-    readme = (ROOT / "docs" / "gpu.md").read_text()
-    section = readme.split(gpu_check.MARK_START)[1].split(gpu_check.MARK_END)[0]
+    assert gpu_check.DOCS_PAGE == ROOT / "docs" / "gpu.md"
+    page = gpu_check.DOCS_PAGE.read_text()
+    section = page.split(gpu_check.MARK_START)[1].split(gpu_check.MARK_END)[0]
     assert section.strip() == text.strip(), "docs/gpu.md's GPU section is stale: run tools/gpu_check.py --report"
+
+
+def test_write_docs_fills_the_docs_page_and_keeps_the_old_flag(tmp_path, monkeypatch):
+    page = tmp_path / "gpu.md"
+    page.write_text(f"# GPU\n\nkept\n\n{gpu_check.MARK_START}\nold\n{gpu_check.MARK_END}\nend\n")
+    (tmp_path / "benchmarks").mkdir()
+    monkeypatch.setattr(gpu_check, "DOCS_PAGE", page)
+    monkeypatch.setattr(gpu_check, "ROOT", tmp_path)
+    results = json.loads((ROOT / "benchmarks" / "gpu_results.json").read_text())
+    report = tmp_path / "gpu_results.json"
+    report.write_text(json.dumps(results))
+    for flag in ("--write-docs", "--write-readme"):      # the Makefile's name, and the former one
+        assert gpu_check.main(["--report", str(report), flag]) == 0
+        text = gpu_check.markdown(results)
+        assert page.read_text() == f"# GPU\n\nkept\n\n{gpu_check.MARK_START}\n{text}{gpu_check.MARK_END}\nend\n"
+        assert (tmp_path / "benchmarks" / "gpu_results.md").read_text() == "# GPU results\n\n" + text
+    makefile = (ROOT / "Makefile").read_text()
+    assert "tools/gpu_check.py --write-docs" in makefile

@@ -34,9 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "site" / "_build"
 HTML = BUILD / "html"
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-OTHER_PAGES = ["index", "docs/results", "TEACHING", "downloads", "README", "CONTRIBUTING",
-               "docs/setup", "docs/command-line", "docs/distributed", "docs/gpu", "docs/classroom",
-               "docs/testing"]
+DOCS = sorted(f"docs/{p.stem}" for p in (ROOT / "docs").glob("*.md"))   # every docs/ page
+OTHER_PAGES = ["index", "TEACHING", "downloads", "README", "CONTRIBUTING", *DOCS]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
@@ -367,6 +366,27 @@ def test_broken_links_and_missing_images_are_errors(scratch) -> None:
     # Raw HTML is not seen by Sphinx: its targets are published as files/... next to the pages.
     assert '<a href="../files/repo/real.py">' in out
     assert (stage.src / "_extra" / "files" / "repo" / "real.py").is_file()
+
+
+def test_a_broken_link_in_readme_contributing_or_docs_fails_the_build(scratch) -> None:
+    bs, root = scratch
+    shutil.copy(ROOT / "README.md", root / "README.md")
+    (root / "TEACHING.md").write_text("# Teaching\n")
+    shutil.copytree(ROOT / "vit_architecture", root / "vit_architecture")
+    shutil.copytree(ROOT / "benchmarks", root / "benchmarks")
+    setup = root / "docs" / "setup.md"
+    setup.write_text(setup.read_text() + "\n[gone](no-such-page.md)\n")
+    contributing = root / "CONTRIBUTING.md"
+    contributing.write_text(contributing.read_text() + "\n![gone](docs/missing.png)\n")
+    stage = bs.Stage(src=root / "src")
+    stage.pages = {"TEACHING.md": "TEACHING.md", **{p: p for p in bs.doc_pages()},
+                   **{f"notebooks/{s}.ipynb": f"notebooks/{s}.ipynb" for s in LESSONS}}
+    assert {"README.md", "CONTRIBUTING.md", "docs/results.md", "docs/setup.md"} <= set(bs.doc_pages())
+    bs.markdown_pages(stage)
+    assert stage.errors == ["CONTRIBUTING.md: image 'docs/missing.png' points to docs/missing.png, "
+                            "which does not exist",
+                            "docs/setup.md: link 'no-such-page.md' points to docs/no-such-page.md, "
+                            "which does not exist"], stage.errors
 
 
 def test_sphinx_warnings_fail_the_build(scratch, capfd) -> None:

@@ -1,8 +1,8 @@
 """Prove the GPU path on a machine with a CUDA GPU, and measure it.
 
-    make gpu-check                     # = PYTHONPATH=. python3 tools/gpu_check.py --write-readme
+    make gpu-check                     # = PYTHONPATH=. python3 tools/gpu_check.py --write-docs
     python tools/gpu_check.py --out runs/gpu-check [--skip-notebooks] [--budget 900]
-    python tools/gpu_check.py --report runs/gpu-check/gpu_results.json --write-readme
+    python tools/gpu_check.py --report runs/gpu-check/gpu_results.json   # re-render, measure nothing
 
 Runs, in order, each stage's figures written to OUT/gpu_results.json as soon as it ends:
 1. the `gpu` tests (tests/test_gpu.py: mixed precision, fused attention, GPU checkpoint on CPU,
@@ -15,8 +15,10 @@ Runs, in order, each stage's figures written to OUT/gpu_results.json as soon as 
    97%, its seeds side by side in one process each; vit_lib seed-tuned with CUDA graphs: the
    shortest schedule that gets there, each a fresh run; eagerly for seed 0 too); full preset
    runs with CUDA graphs; the peak GPU memory of each.
---write-readme puts the figures into docs/gpu.md (between the gpu-results markers) and
-benchmarks/gpu_results.md. Datasets: VIT_DATA_DIR or --data-dir (MNIST in torchvision's layout).
+--write-docs (formerly --write-readme, still accepted) puts the figures into docs/gpu.md (between
+the gpu-results markers) and benchmarks/gpu_results.md, as --report does from a saved JSON; the
+README holds no generated section. Datasets: VIT_DATA_DIR or --data-dir (MNIST in torchvision's
+layout).
 """
 from __future__ import annotations
 
@@ -377,16 +379,19 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_readme(results: dict[str, Any]) -> None:
+DOCS_PAGE = ROOT / "docs" / "gpu.md"      # its section between the gpu-results markers
+
+
+def write_docs(results: dict[str, Any]) -> None:
+    """Rewrite docs/gpu.md's gpu-results section and benchmarks/gpu_results.md from `results`."""
     text = markdown(results)
     (ROOT / "benchmarks" / "gpu_results.md").write_text("# GPU results\n\n" + text)
-    readme = ROOT / "docs" / "gpu.md"
-    body = readme.read_text()
+    body = DOCS_PAGE.read_text()
     if MARK_START not in body:
         raise SystemExit(f"docs/gpu.md has no {MARK_START} ... {MARK_END} section to fill")
     before, rest = body.split(MARK_START, 1)
     _, after = rest.split(MARK_END, 1)
-    readme.write_text(before + MARK_START + "\n" + text + MARK_END + after)
+    DOCS_PAGE.write_text(before + MARK_START + "\n" + text + MARK_END + after)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,11 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-tests", action="store_true")
     p.add_argument("--skip-notebooks", action="store_true")
     p.add_argument("--skip-benchmarks", action="store_true")
-    p.add_argument("--write-readme", action="store_true", help="update docs/gpu.md and benchmarks/gpu_results.md")
+    p.add_argument("--write-docs", "--write-readme", dest="write_docs", action="store_true",
+                   help="update docs/gpu.md's GPU section and benchmarks/gpu_results.md "
+                        "(--write-readme: its former name)")
     p.add_argument("--report", help="only turn an existing gpu_results.json into docs/gpu.md's section")
     p.add_argument("--rehearse", action="store_true",
                    help="run every stage at tiny sizes, on the CPU if there is no GPU: tests this "
-                        "script, measures nothing (never use with --write-readme)")
+                        "script, measures nothing (never use with --write-docs)")
     p.add_argument("--run-notebook", help=argparse.SUPPRESS)
     p.add_argument("--seed-pipeline-seed", type=int, help=argparse.SUPPRESS)
     p.add_argument("--seed-pipeline-out", help=argparse.SUPPRESS)
@@ -416,13 +423,13 @@ def main(argv: list[str] | None = None) -> int:
                                    args.data_dir or os.environ.get("VIT_DATA_DIR"), args.max_epochs,
                                    max_batches=20 if args.rehearse else None)
     if args.report:
-        write_readme(json.loads(Path(args.report).read_text()))
+        write_docs(json.loads(Path(args.report).read_text()))
         print(f"wrote the GPU section of docs/gpu.md and benchmarks/gpu_results.md from {args.report}")
         return 0
 
     import torch
-    if args.rehearse and args.write_readme:
-        p.error("--rehearse measures nothing: it cannot be combined with --write-readme")
+    if args.rehearse and args.write_docs:
+        p.error("--rehearse measures nothing: it cannot be combined with --write-docs")
     if not torch.cuda.is_available() and not args.rehearse:
         print("error: PyTorch sees no CUDA GPU here; run make gpu-check on a machine with one "
               "(a CUDA build of torch and an NVIDIA driver)", file=sys.stderr)
@@ -472,8 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} done in {time.perf_counter() - start:.0f}s", flush=True)
         record()
     print(markdown(results))
-    if args.write_readme:
-        write_readme(results)
+    if args.write_docs:
+        write_docs(results)
     failed = (results.get("tests", {}).get("returncode", 0) != 0
               or any(n["ok"] is False for n in results.get("notebooks", [])) or results.get("errors"))
     return 1 if failed else 0

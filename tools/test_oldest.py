@@ -15,7 +15,7 @@
    (`python -m vit_lib train --preset P --epochs 1 --train-subset 512`) and an evaluation of the
    checkpoint it wrote (`python -m vit_lib evaluate`).
 
-Data come from $VIT_DATA_DIR (or the usual default, see README "Data"). Exit code 0 only when
+Data come from $VIT_DATA_DIR (or the usual default, see docs/setup.md, "Data"). Exit code 0 only when
 everything passed; the last lines summarise the versions and results.
 """
 from __future__ import annotations
