@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lint gpu-check train test test-fast test-oldest notebooks lab colab mirror diagram images bench clean site student
+.PHONY: lint gpu-check train weights test test-fast test-oldest notebooks lab colab mirror diagram images bench clean site student
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(BIN)/.installed: pyproject.toml
 
 train: $(BIN)/.installed     ## train the seed preset on MNIST (10 epochs) into runs/seed
 	$(BIN)/python -m vit_lib train --preset seed --dataset mnist --out runs/seed
+
+weights: $(BIN)/.installed   ## train the models that ship (seed 0, one thread) and write vit_lib/weights/ (about 15-25 min)
+	$(BIN)/python tools/make_weights.py
 
 test: $(BIN)/.installed      ## the whole suite: unit tests, mirror check, every notebook under nbval
 	@# a fresh run cache (vit_lib.machinery.run_cache): lessons 06, 07 and the student edition reuse the
@@ -53,7 +56,7 @@ site: $(BIN)/.installed      ## build the lessons as a static HTML book in site/
 	$(BIN)/python tools/build_site.py
 
 gpu-check:                   ## on a CUDA machine: GPU tests, every lesson on the GPU, GPU benchmarks -> docs/gpu.md (no venv: PYTHON must have torch)
-	PYTHONPATH=. $(PYTHON) tools/gpu_check.py --write-readme $(GPU_CHECK_ARGS)
+	PYTHONPATH=. $(PYTHON) tools/gpu_check.py --write-docs $(GPU_CHECK_ARGS)
 
 bench: $(BIN)/.installed     ## speed and accuracy benchmarks; rewrites docs/results.md (about 46 min)
 	$(BIN)/python benchmarks/run_all.py

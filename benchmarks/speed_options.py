@@ -1,6 +1,7 @@
 """What else was tried to train the seed's model faster on a 2-core CPU (issue #11), measured.
 
-    python benchmarks/speed_options.py [--images 19200] [--rounds 2] [--json benchmarks/speed_options.json]
+    python benchmarks/speed_options.py [--images 19200] [--rounds 2]
+                                       [--json benchmarks/speed_options.json]
 
 Throughput (images/s of training, evaluation excluded) of the seed-tuned recipe with one thing
 changed at a time, round-robin in one process so that a machine slowing down affects all alike:
@@ -105,7 +106,8 @@ SHORT = {   # name: (recipe changes, epochs, seeds)
     "seed-tuned": ({}, 2, (0,)),
     "seed-tuned without random shifts": ({"shift": 0.0}, 2, (0,)),
     "without random shifts, lr 8e-3": ({"shift": 0.0, "lr": 8e-3}, 2, (0,)),
-    "without random shifts, batch 256, lr 1e-2": ({"shift": 0.0, "batch_size": 256, "lr": 1e-2}, 2, (0,)),
+    "without random shifts, batch 256, lr 1e-2": (
+        {"shift": 0.0, "batch_size": 256, "lr": 1e-2}, 2, (0,)),
     # the one change with 3x the throughput: does it still reach 97% in seed-tuned's 3 epochs?
     "batch 256, lr 1e-2": ({"batch_size": 256, "lr": 1e-2}, 3, (0, 1, 2)),
 }
@@ -124,7 +126,8 @@ def short_schedule(changes: dict, epochs: int = 2, seed: int = 0) -> dict[str, f
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=19_200, help="training images per measurement")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--short", action="store_true", help="also the short schedules' accuracy")

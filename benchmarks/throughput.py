@@ -53,6 +53,8 @@ VARIANTS = {
     "vit_lib, seed recipe (batch 64)": lambda n: vit_lib_pipeline("seed", n),
     f"vit_lib, seed-tuned recipe (batch {get_preset('seed-tuned').recipe.batch_size})":
         lambda n: vit_lib_pipeline("seed-tuned", n),
+    f"vit_lib, seed-speedrun recipe (batch {get_preset('seed-speedrun').recipe.batch_size})":
+        lambda n: vit_lib_pipeline("seed-speedrun", n),
 }
 
 
@@ -72,7 +74,8 @@ def round_robin(variants: dict[str, Callable[[int], float]], images: int, rounds
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--images", type=int, default=19_200, help="training images per measurement")
     p.add_argument("--json", help="write the results here")

@@ -69,7 +69,8 @@ def run_vit_lib(preset_name: str, target: float, seed: int, min_epochs: int) -> 
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pipeline", default="seed", help="seed, or a vit_lib preset name")
     p.add_argument("--target", type=float, default=97.0)
     p.add_argument("--max-epochs", type=int, default=20, help="seed pipeline only")

@@ -10,9 +10,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """Folder holding MNIST in torchvision's layout; the test is skipped without it."""
+    """Folder holding MNIST in torchvision's layout; the test is skipped without it (session
+    scope: module-scoped fixtures such as test_distributed's shared run use it too)."""
     candidates = [os.environ.get("VIT_DATA_DIR"), ROOT / "data", ROOT.parent / "shared" / "data"]
     for c in candidates:
         if c and (Path(c) / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file():

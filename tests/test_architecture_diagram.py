@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import vit_lib
 from vit_lib.config import ViTConfig
 from vit_lib.model import VisionTransformer, count_parameters
 
@@ -85,7 +86,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def test_you_are_here_one_picture_per_lesson_with_deterministic_bytes(tmp_path: Path):
     draw = _draw_module()
     lessons = sorted(draw.LESSONS)
-    assert lessons == [f"{n:02d}" for n in range(8)]
+    assert lessons == [f"{n:02d}" for n in range(len(vit_lib.LESSONS))]
     first = [p.read_bytes() for p in draw.save_you_are_here(tmp_path / "a")]
     second = [p.read_bytes() for p in draw.save_you_are_here(tmp_path / "b")]
     assert first == second, "drawing the same lesson twice gave different bytes"
@@ -104,6 +105,7 @@ def test_you_are_here_highlights_the_lessons_part():
     assert draw._state("05", "05", "loss") == "here" and draw._state("05", "03", "mlp") == "done"
     assert draw._state("06", "02", "attn") == "here" and draw._state("06", "03", "mlp") == "done"
     assert draw._state("07", "04", "head") == "here" and draw._state("07", "02", "attn") == "done"
+    assert draw._state("08", "00", "image") == "here" and draw._state("08", "03", "mlp") == "done"
     captions = draw._captions(ViTConfig(), 14410, draw.Recipe())
     assert "16 patches of 7×7" in captions["01"] and "14,410 parameters" in captions["04"]
 

@@ -25,9 +25,10 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--preset", "huge"], ["error: unknown preset 'huge'; choose one of seed, seed-tuned, best"]),
+    (["--preset", "huge"], ["error: unknown preset 'huge'; choose one of seed, seed-tuned, seed-speedrun, best"]),
     (["--dataset", "imagenet"], ["error: unknown dataset 'imagenet'; choose one of mnist"]),
-    (["--patch-size", "6"], ["error: patch_size 6 does not divide image_size 28; try one of 2, 4, 7, 14"]),
+    (["--patch-size", "6"],
+     ["error: patch_size 6 does not divide image_size 28; try one of 2, 4, 7, 14"]),
     (["--stem", "conv"], ["error: stem 'conv' halves the image once per layer", "--patch-size 4",
                           "--stem linear"]),
     (["--stem", "cnn"], ["argument --stem: invalid choice: 'cnn'"]),

@@ -38,7 +38,7 @@ def test_config_round_trips_through_a_dict():
 
 
 def test_presets_exist_and_seed_matches_the_tutorial():
-    assert set(PRESETS) == {"seed", "seed-tuned", "best", "cnn-tiny", "cnn", "best-distilled"}
+    assert set(PRESETS) == {"seed", "seed-tuned", "seed-speedrun", "best", "cnn-tiny", "cnn", "best-distilled"}
     seed = PRESETS["seed"]
     assert seed.model == ViTConfig()
     r = seed.recipe
@@ -48,11 +48,35 @@ def test_presets_exist_and_seed_matches_the_tutorial():
     assert PRESETS["seed-tuned"].model == ViTConfig()   # same architecture, better recipe
 
 
+def test_seed_speedrun_trains_the_seeds_model_with_a_short_fast_recipe():
+    import torch
+
+    from vit_lib.data import TensorLoader
+    from vit_lib.engine import fit
+    from vit_lib.model import VisionTransformer, count_parameters
+
+    speedrun = get_preset("seed-speedrun", "mnist")
+    assert speedrun.model == PRESETS["seed"].model          # only the recipe differs from the seed's
+    r = speedrun.recipe
+    assert (r.optimizer, r.lr, r.batch_size, r.epochs, r.schedule, r.warmup, r.normalize) == \
+        ("adamw", 2e-2, 256, 3, "cosine", 0.05, True)
+    assert PRESETS["seed-tuned"].recipe.lr == 5e-3 and PRESETS["seed-tuned"].recipe.epochs == 10   # unchanged
+    torch.manual_seed(0)
+    model = VisionTransformer(speedrun.model)
+    assert count_parameters(model) == 14_410
+    images, labels = torch.randint(0, 256, (256, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (256,))
+    loader = TensorLoader(images, labels, r.batch_size, shuffle=True, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    history = fit(model, loader, loader, r, progress=False, log=None)
+    assert len(history) == 3 and all(h["train_loss"] == h["train_loss"] for h in history)   # finite
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
 def test_get_preset_adapts_to_dataset_and_rejects_unknown_names():
     p = get_preset("seed", "cifar10")
     assert (p.model.image_size, p.model.in_channels, p.model.patch_size) == (32, 3, 8)
     assert get_preset("seed", lr=3e-3).recipe.lr == 3e-3
-    with pytest.raises(ConfigError, match="unknown preset 'tiny'; choose one of seed, seed-tuned, best"):
+    with pytest.raises(ConfigError, match="unknown preset 'tiny'; choose one of seed, seed-tuned, seed-speedrun, best"):
         get_preset("tiny")
 
 

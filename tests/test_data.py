@@ -28,7 +28,8 @@ def test_data_dir_precedence(monkeypatch, tmp_path):
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(ValueError, match="unknown dataset 'svhn'; choose one of mnist, fashion-mnist, cifar10"):
+    with pytest.raises(ValueError,
+                       match="unknown dataset 'svhn'; choose one of mnist, fashion-mnist, cifar10"):
         dataset_info("svhn")
     assert dataset_info("FashionMNIST").name == "fashion-mnist"
 
@@ -49,7 +50,8 @@ def test_failed_download_is_explained(tmp_path, monkeypatch):
         load_tensors("fashion-mnist", data_dir=tmp_path)
     msg = str(err.value)
     assert "the download failed (URLError" in msg and "no network" in msg
-    assert str(tmp_path / "FashionMNIST" / "raw") in msg and "data_dir" in msg and "--data-dir" in err.value.for_cli()
+    assert str(tmp_path / "FashionMNIST" / "raw") in msg and "data_dir" in msg
+    assert "--data-dir" in err.value.for_cli()
 
 
 def _write_fake_cifar(root: Path, per_batch: int = 6) -> None:
@@ -101,7 +103,8 @@ def test_random_affine_identity_and_shift():
     torch.testing.assert_close(random_affine(x), x, atol=1e-5, rtol=0)
     dot = torch.zeros(1, 1, 28, 28)
     dot[0, 0, 14, 14] = 1
-    moved = random_affine(dot.repeat(64, 1, 1, 1), max_shift=3, generator=torch.Generator().manual_seed(0))
+    moved = random_affine(dot.repeat(64, 1, 1, 1), max_shift=3,
+                          generator=torch.Generator().manual_seed(0))
     assert moved.shape == (64, 1, 28, 28)
     centres = torch.stack([(moved[:, 0].sum(2) * torch.arange(28)).sum(1),
                            (moved[:, 0].sum(1) * torch.arange(28)).sum(1)], 1)

@@ -47,7 +47,8 @@ def test_shard_bounds_cut_a_batch_into_contiguous_near_equal_parts(world):
     for batch in range(world, 40):
         parts = [shard_bounds(batch, r, world) for r in range(world)]
         assert parts[0][0] == 0 and parts[-1][1] == batch
-        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))      # contiguous, in order
+        # contiguous, in order (parts[1:] is one shorter: each part against the next)
+        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
         sizes = [hi - lo for lo, hi in parts]
         assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
         if batch % world == 0:
@@ -126,6 +127,13 @@ def test_nccl_on_a_cpu_and_a_named_gpu_are_refused_with_the_fix():
     with pytest.raises(distributed.DistributedError, match="MPS"):
         distributed.choose_device("mps", 0)
     assert distributed.choose_device("cpu", 3) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["tpu", "cpu:0", "mps:0", "auto:1"])
+def test_choose_device_refuses_other_names_in_torchruns_terms(name):
+    with pytest.raises(distributed.DistributedError,
+                       match=f"unknown device '{name}'; use auto, cpu or cuda under torchrun"):
+        distributed.choose_device(name, 0)
 
 
 def test_launch_detection_reads_torchruns_variables(monkeypatch):
@@ -237,20 +245,8 @@ def _ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def mnist_dir() -> Path:
-    """conftest's data_dir, for the module-scoped run below (MNIST or a skip / CI failure)."""
-    for c in (os.environ.get("VIT_DATA_DIR"), ROOT / "data", ROOT.parent / "shared" / "data"):
-        if c and (Path(c) / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file():
-            return Path(c)
-    if os.environ.get("CI"):
-        pytest.fail("CI must provide MNIST: set VIT_DATA_DIR to a folder holding MNIST/raw")
-    pytest.skip("MNIST not found: set VIT_DATA_DIR")
-
-
-@pytest.fixture(scope="module")
-def two_epochs(tmp_path_factory, mnist_dir):
+def two_epochs(tmp_path_factory, data_dir):
     """One uninterrupted 2-epoch run on 2 processes (shared by the tests below)."""
-    data_dir = mnist_dir
     tmp = tmp_path_factory.mktemp("ddp")
     result, _ = torchrun(data_dir, *RUN, "--epochs", "2", "--out", str(tmp / "ddp"))
     return tmp, data_dir, _ok(result)

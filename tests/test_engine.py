@@ -11,7 +11,7 @@ from vit_lib.engine import TrainingDivergedError, build_optimizer, evaluate, fit
 from vit_lib.machinery.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vit_lib.machinery.errors import OutputError
 from vit_lib.machinery.families import model_from_checkpoint
-from vit_lib.machinery.runtime import DeviceError, resolve_device, seed_everything
+from vit_lib.machinery.runtime import DeviceError, parse_device, resolve_device, seed_everything
 from vit_lib.model import VisionTransformer
 from vit_lib.presets import Recipe, get_preset
 
@@ -200,12 +200,28 @@ def test_nan_loss_stops_with_a_clear_message():
 def test_devices():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    assert resolve_device("CPU:0") == torch.device("cpu", 0)        # PyTorch's spelling, any case
     with pytest.raises(DeviceError, match="unknown device 'tpu'"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="PyTorch sees no CUDA GPU here; use device='auto' or cpu") as err:
+        with pytest.raises(DeviceError,
+                           match="PyTorch sees no CUDA GPU here; use device='auto' or cpu") as err:
             resolve_device("cuda")
         assert "use --device auto or cpu" in err.value.for_cli()
+
+
+@pytest.mark.parametrize("name, parsed", [("auto", ("auto", None)), ("cpu", ("cpu", None)),
+                                          ("CUDA:1", ("cuda", 1)), ("mps:0", ("mps", 0)),
+                                          (torch.device("cuda", 2), ("cuda", 2))])
+def test_parse_device_reads_what_pytorch_accepts(name, parsed):
+    assert parse_device(name) == parsed
+
+
+@pytest.mark.parametrize("name", ["tpu", "", "cuda:", "cuda:x", "cuda:-1", "auto:0", "cpu:0:1"])
+def test_parse_device_refuses_anything_else_by_name(name):
+    with pytest.raises(DeviceError,
+                       match=f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps"):
+        parse_device(name)
 
 
 def test_adamw_decays_only_weight_matrices_and_adam_is_one_group():

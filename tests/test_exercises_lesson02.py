@@ -67,7 +67,7 @@ def test_masked_attention_hints(capsys):
 
     cases = [(inverted, "inverted"), (after_softmax, "after the softmax"),
              (zero_fill, "exp(0) = 1"), (unscaled, "sqrt(d)"), (only_output, "return a pair"),
-             (wrong_output, "the weights are right"), (softmax_over_queries, "your weights")]
+             (wrong_output, "the weights are right"), (softmax_over_queries, "over the keys, dim=-1")]
     for fn, hint in cases:
         assert not check_masked_attention(fn)
         out = _out(capsys)

@@ -37,7 +37,9 @@ def test_layer_norm_accepts_solution(capsys):
     (lambda x, g, b, eps=1e-5: (x - x.mean(1, keepdim=True))
      / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + eps) * g + b, "over the tokens"),
     (lambda x, g, b, eps=1e-5: (x - x.mean(-1, keepdim=True))
-     / x.std(-1, unbiased=False, keepdim=True) * g + b, "NaN or inf"),
+     / x.std(-1, unbiased=False, keepdim=True) * g + b, "eps is missing"),
+    (lambda x, g, b, eps=1e-5: (x - x.mean(-1, keepdim=True))
+     / (x.std(-1, unbiased=False, keepdim=True) + eps) * g + b, "eps goes inside the square root"),
     (lambda x, g, b, eps=1e-5: (x - x.mean(-1))
      / torch.sqrt(x.var(-1, unbiased=False) + eps), "keepdim=True"),
 ])
@@ -73,6 +75,12 @@ class NoResidualBlock(PostNormBlock):
         return self.norm2(self.mlp(self.norm1(self.attn(x))))
 
 
+class SwappedNorms(PostNormBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm2(x + self.attn(x))
+        return self.norm1(x + self.mlp(x))
+
+
 class BadNames(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
         super().__init__()
@@ -90,6 +98,7 @@ def test_post_norm_accepts_solution(capsys):
 @pytest.mark.parametrize("wrong, hint", [
     (PreNormBlock, "that is the pre-norm block"),
     (NoResidualBlock, "residual connections are missing"),
+    (SwappedNorms, "the norms are swapped"),          # identical at init: caught after randomising
     (BadNames, "no attribute"),
 ])
 def test_post_norm_rejects_mistakes(capsys, wrong, hint):
@@ -164,8 +173,15 @@ def _p_as_keep(x, p, training):
     return x * (torch.rand(x.shape[0], 1, 1) < p).to(x.dtype) / (1 - p)
 
 
+def _mask_of_shape_b(x, p, training):
+    if not training or p == 0.0:
+        return x
+    return x * (torch.rand(x.shape[0]) < 1 - p).to(x.dtype) / (1 - p)     # [B]: broadcasts wrongly
+
+
 @pytest.mark.parametrize("wrong, hint", [
     (_elementwise, "ordinary dropout"),
+    (_mask_of_shape_b, "give it shape [B, 1, 1]"),
     (_no_rescale, "not rescaled"),
     (_always, "in evaluation"),
     (_p_as_keep, "keep probability"),

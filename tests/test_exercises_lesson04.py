@@ -124,6 +124,22 @@ def _always_cls_shapes(c, batch):
             "logits": (batch, c.num_classes)}
 
 
+def _unsquared_grid(c, batch):
+    t = c.image_size // c.patch_size + (1 if c.pool == "cls" else 0)   # 4 + 1, not 16 + 1
+    return {"tokens": (batch, t, c.dim), "attention": (batch, c.heads, t, t),
+            "logits": (batch, c.num_classes)}
+
+
+def _no_patch_bias(c):
+    return vit_parameters(c) - c.dim
+
+
+def test_vit_parameters_names_a_forgotten_patch_bias_not_the_cls_token(capsys):
+    assert lesson04.check_vit_parameters(_no_patch_bias).passed is False
+    out = _feedback(capsys)
+    assert "the patch projection (a Conv2d) has a bias" in out and "CLS token (dim numbers)" not in out
+
+
 def _no_heads(c, batch):
     shapes = output_shapes(c, batch)
     shapes["attention"] = shapes["attention"][:1] + shapes["attention"][2:]
@@ -134,6 +150,7 @@ def _no_heads(c, batch):
     (_forgot_cls, "did you forget the CLS token?"),
     (_always_cls_shapes, "with pool='mean' there is no CLS token"),
     (_no_heads, "one [T, T] matrix per head"),
+    (_unsquared_grid, "square the grid's side"),     # dim = 16 = patches: not a forgotten CLS
     (lambda c, b: [b, c.num_classes], "return a dict"),
 ])
 def test_output_shapes_rejects_mistakes(capsys, wrong, hint):

@@ -82,6 +82,14 @@ def test_warmup_cosine_crash_is_reported(capsys):
         _ = step / int(warmup * total)          # ZeroDivisionError when warmup is 0
         return warmup_cosine(step, total, warmup)
     assert not ex.check_warmup_cosine(crashes)
+    line = last_line(capsys)                     # issue #20: a hint, not a bare ZeroDivisionError
+    assert "no warmup steps" in line and "skip the ramp when warmup_steps is 0" in line
+
+
+def test_warmup_cosine_other_crashes_are_still_named(capsys):
+    def crashes(step, total, warmup):
+        return 1 / (step - 7) if step == 7 else warmup_cosine(step, total, warmup)
+    assert not ex.check_warmup_cosine(crashes)
     assert "ZeroDivisionError" in last_line(capsys)
 
 
@@ -125,6 +133,27 @@ def test_training_step_without_zero_grad(capsys):
         return loss.item()
     assert not ex.check_training_step(wrong)
     assert "optimizer.zero_grad()" in last_line(capsys)
+
+
+def test_training_step_zero_grad_between_backward_and_step(capsys):
+    def wrong(model, optimizer, images, labels):
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.zero_grad()                    # clears what backward just computed
+        optimizer.step()
+        return loss.item()
+    assert not ex.check_training_step(wrong)
+    assert "zero_grad() came after loss.backward()" in last_line(capsys)
+
+
+def test_training_step_without_backward_keeps_its_hint(capsys):
+    def wrong(model, optimizer, images, labels):
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        optimizer.step()
+        return loss.item()
+    assert not ex.check_training_step(wrong)
+    assert "call loss.backward() and then optimizer.step()" in last_line(capsys)
 
 
 def test_training_step_without_step(capsys):

@@ -157,3 +157,13 @@ def test_head_distance_manhattan(capsys):
         return float((a * torch.cdist(coords, coords, p=1)).sum(-1).mean())
     assert not ex.check_head_distance(wrong)
     assert "Euclidean" in last_line(capsys)
+
+
+def test_head_distance_with_the_cls_token_kept(capsys):
+    def wrong(weights, grid_size, patch_size):
+        a = weights / weights.sum(dim=-1, keepdim=True)          # CLS row and column still there
+        coords = torch.tensor([[r * patch_size, c * patch_size] for r in range(grid_size)
+                               for c in range(grid_size)], dtype=torch.float32)
+        return float((a * torch.cdist(coords, coords)).sum(-1).mean())
+    assert not ex.check_head_distance(wrong)
+    assert "drop the CLS row and column, weights[:, 1:, 1:]" in last_line(capsys)

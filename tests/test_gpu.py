@@ -192,7 +192,8 @@ def test_cuda_graph_trains_as_the_eager_step_and_its_checkpoints_resume(tmp_path
         assert abs(e["train_loss"] - g["train_loss"]) < 0.01, (eager, graphed)
         assert abs(e["test_accuracy"] - g["test_accuracy"]) < 1.0, (eager, graphed)
     assert graphed[-1]["train_loss"] < graphed[0]["train_loss"] - 0.2, graphed     # it learns
-    assert isinstance(load_checkpoint(tmp_path / "graphed.pt")["optimizer"]["param_groups"][0]["lr"], float)
+    saved = load_checkpoint(tmp_path / "graphed.pt")
+    assert isinstance(saved["optimizer"]["param_groups"][0]["lr"], float)
     # a graphed run's checkpoint continues eagerly, and an eager one with graphs
     more_eager = run(False, "graphed.pt", epochs=3, resume=True)
     more_graphed = run(True, "eager.pt", epochs=3, resume=True)

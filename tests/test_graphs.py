@@ -1,7 +1,7 @@
-"""The CUDA-graph training step (vit_lib.machinery.cuda_graphs), on the CPU: its static-buffer bookkeeping,
-run without recording a graph, trains exactly as the eager epoch; NaN losses are caught and
-named; the option is refused where it cannot work; checkpoints stay those of an eager run.
-The capture itself is tested on a GPU (tests/test_gpu.py)."""
+"""The CUDA-graph training step (vit_lib.machinery.cuda_graphs), on the CPU: its static-buffer
+bookkeeping, run without recording a graph, trains exactly as the eager epoch; NaN losses are
+caught and named; the option is refused where it cannot work; checkpoints stay those of an eager
+run. The capture itself is tested on a GPU (tests/test_gpu.py)."""
 import pytest
 import torch
 
@@ -98,7 +98,8 @@ def test_a_nan_loss_is_named_by_its_step():
                for _ in range(7)]
     batches[4][0][0, 0, 0, 0] = float("nan")          # the 5th step's input
     with pytest.raises(TrainingDivergedError,
-                       match=r"the loss became nan at step 5 of the epoch \(seen at step 7;.*lower the learning rate"):
+                       match=r"the loss became nan at step 5 of the epoch \(seen at step 7;"
+                             r".*lower the learning rate"):
         step.run_epoch(batches)
 
 

@@ -53,7 +53,8 @@ def test_a_lesson_never_reaches_a_later_lesson(module):
     assert not later, f"{module} (lesson {LESSON_OF[module]:02d}) imports {sorted(later)}"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in import_graph() if m.startswith("vit_lib.machinery")))
+@pytest.mark.parametrize("module", sorted(m for m in import_graph()
+                                          if m.startswith("vit_lib.machinery")))
 def test_the_machinery_never_reaches_the_cli_or_the_classroom(module):
     reached = {m for m in closure({module}) if m.startswith(("vit_lib.cli", "vit_lib.classroom"))}
     assert not reached, f"{module} imports {sorted(reached)}"

@@ -59,6 +59,10 @@ def installed(tmp_path_factory) -> Path:
     assert len(wheels) == 1, wheels
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "vit_lib/__init__.py" in names and "vit_lib/classroom/exercises/__init__.py" in names
+    shipped = sorted(p.name for p in (ROOT / "vit_lib" / "weights").glob("*.pt"))
+    assert shipped, "vit_lib/weights holds no trained models: run make weights"
+    for name in shipped:     # the trained models ship as package data, each with its description
+        assert f"vit_lib/weights/{name}" in names and f"vit_lib/weights/{name[:-3]}.json" in names
     site = tmp / "site"
     _pip("install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0]), cwd=tmp)
     return site
@@ -88,6 +92,31 @@ def test_no_lesson_refers_to_files_outside_its_folder(lesson):
     for cell in json.loads((ROOT / "notebooks" / lesson).read_text(encoding="utf-8"))["cells"]:
         source = "".join(cell["source"])
         assert "../" not in source, f"{lesson} refers to a file outside its folder: {source[:300]!r}"
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_has_its_trained_models(installed, tmp_path):
+    """vit_lib.pretrained and `python -m vit_lib predict` work from the wheel, reading the weights
+    installed with it (not the checkout's)."""
+    from PIL import Image, ImageDraw
+
+    code = ("import vit_lib\nfrom vit_lib.machinery.pretrained import available\n"
+            "m = vit_lib.pretrained('seed-tuned')\n"
+            "print(m.info.file, m.info.test_accuracy, m.training, len(available()))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(installed),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    file, accuracy, training, count = result.stdout.split()
+    assert Path(file).is_relative_to(installed.resolve()) and Path(file).is_file()
+    assert float(accuracy) > 97 and training == "False"
+    assert int(count) == len(list((ROOT / "vit_lib" / "weights").glob("*.pt")))
+    img = Image.new("L", (90, 120), 255)
+    ImageDraw.Draw(img).line([(20, 20), (70, 20), (40, 105)], fill=0, width=10)
+    img.save(tmp_path / "seven.png")
+    predicted = subprocess.run([sys.executable, "-m", "vit_lib", "predict", "seven.png"],
+                               cwd=tmp_path, env=_env(installed), capture_output=True, text=True)
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.startswith("seven.png: 7 (")
 
 
 RUNNER = textwrap.dedent("""

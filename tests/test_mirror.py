@@ -32,7 +32,8 @@ def test_an_edit_in_a_notebook_only_is_caught(tmp_path):
     path.write_text(json.dumps(nb))
     problems = mirror.check(notebooks)
     assert len(problems) == 1
-    assert "02_attention.ipynb" in problems[0] and "`scaled_dot_product_attention` differs" in problems[0]
+    assert "02_attention.ipynb" in problems[0]
+    assert "`scaled_dot_product_attention` differs" in problems[0]
     assert "+    scores = q @ k.transpose(-2, -1) / q.size(-1)" in problems[0]
 
 

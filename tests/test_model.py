@@ -62,7 +62,8 @@ def test_forward_shapes_and_attention_maps():
 
 def test_wrong_input_shape_is_explained():
     model = VisionTransformer(ViTConfig())
-    with pytest.raises(ValueError, match=r"expected images of shape \[batch, 1, 28, 28\], got \[1, 28, 28\]"):
+    with pytest.raises(ValueError,
+                       match=r"expected images of shape \[batch, 1, 28, 28\], got \[1, 28, 28\]"):
         model(torch.randn(1, 28, 28))
 
 

@@ -25,7 +25,7 @@ from vit_lib.transfer import freeze_all_but_head, init_from_checkpoint
 # ---------------------------------------------------------------- the registry and the presets
 def test_presets_record_their_architecture_and_build_it():
     assert {name: p.architecture for name, p in PRESETS.items()} == {
-        "seed": "vit", "seed-tuned": "vit", "best": "vit", "cnn-tiny": "cnn", "cnn": "cnn",
+        "seed": "vit", "seed-tuned": "vit", "seed-speedrun": "vit", "best": "vit", "cnn-tiny": "cnn", "cnn": "cnn",
         "best-distilled": "vit-distilled"}
     assert isinstance(build_model(PRESETS["cnn"].model), ConvNet)
     assert isinstance(build_model(PRESETS["best"].model), VisionTransformer)

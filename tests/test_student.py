@@ -91,7 +91,8 @@ def test_full_edition_solution_cells_carry_nbgrader_metadata():
     for path in sorted(LESSONS.glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))
         lesson = nb["metadata"]["vit_lib"]["lesson"]
-        numbers = {ex.number for ex in importlib.import_module(f"vit_lib.classroom.exercises.lesson{lesson}").EXERCISES}
+        exercises = importlib.import_module(f"vit_lib.classroom.exercises.lesson{lesson}").EXERCISES
+        numbers = {ex.number for ex in exercises}
         ids = []
         for cell in nb["cells"]:
             if BEGIN in cell_source(cell):
@@ -124,10 +125,12 @@ def test_student_links_resolve(edition, tmp_path):
 # The pieces, on small made-up cells
 
 def test_region_in_a_function_becomes_raise():
-    src = "def f(x):\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y\n    ### END SOLUTION\n\n\nresult = check(f)"
+    src = ("def f(x):\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y\n    ### END SOLUTION\n\n\n"
+           "result = check(f)")
     out, found = clear_solution_regions(src, "code", "t")
     assert found
-    assert out == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\n\nresult = check(f)"
+    assert out == ("def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\n\n"
+                   "result = check(f)")
 
 
 def test_region_at_top_level_assigns_none_to_each_name():
@@ -209,9 +212,11 @@ def _tiny_lesson() -> dict:
         _cell("markdown", "Twice as many, because secret reasons.", ["solution"], i=5),
         _cell("markdown", "### Exercise 2 · Value", i=6),
         _cell("code", "### BEGIN SOLUTION\nvalue = 42\n### END SOLUTION\nresult = check(value)", i=7),
-        _cell("markdown", "Q?\n<details><summary>Answer</summary>\n\nThe hidden answer.\n\n</details>", i=8),
+        _cell("markdown", "Q?\n<details><summary>Answer</summary>\n\nThe hidden answer.\n\n</details>",
+              i=8),
     ]
-    return {"cells": cells, "metadata": {"vit_lib": {"lesson": "01"}}, "nbformat": 4, "nbformat_minor": 5}
+    return {"cells": cells, "metadata": {"vit_lib": {"lesson": "01"}}, "nbformat": 4,
+            "nbformat_minor": 5}
 
 
 def test_student_notebook_of_a_tiny_lesson(tmp_path):
@@ -220,7 +225,8 @@ def test_student_notebook_of_a_tiny_lesson(tmp_path):
     out = student_notebook(full, tmp_path, {"01_a.ipynb", "02_b.ipynb"}, "01_a.ipynb")
     assert full == original, "the full edition is not modified"
     sources = [cell_source(c) for c in out["cells"]]
-    assert [c["id"] for c in out["cells"]] == ["student-edition-banner", "c0", "c1", "c2", "c6", "c7", "c8"]
+    assert [c["id"] for c in out["cells"]] == [
+        "student-edition-banner", "c0", "c1", "c2", "c6", "c7", "c8"]
     assert sources[5] == f"{CODE_STUB}\nvalue = None\nresult = check(value)"
     assert sources[6] == f"Q?\n{DETAILS_STUB}"
     text = json.dumps(out)
@@ -293,7 +299,8 @@ def test_teaching_homework_table_names_every_exercise():
 
     text = (ROOT / "TEACHING.md").read_text(encoding="utf-8")
     section = text.split("## Which exercises suit homework", 1)[1].split("\n## ", 1)[0]
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (\d\d) \|(.*)\|\s*$", section, re.MULTILINE)}
+    rows = {m.group(1): m.group(2)
+            for m in re.finditer(r"^\| (\d\d) \|(.*)\|\s*$", section, re.MULTILINE)}
     lessons = sorted(p.name[:2] for p in LESSONS.glob("[0-9][0-9]_*.ipynb"))
     assert sorted(rows) == lessons
     for lesson, cells in rows.items():
@@ -323,4 +330,5 @@ def test_a_sentence_about_the_solution_is_refused():
     from vit_lib.classroom.student import SOLUTION_TALK
     assert SOLUTION_TALK.search("The worked solution then draws it.")
     assert SOLUTION_TALK.search("as the solution shows")
-    assert not SOLUTION_TALK.search("Each exercise has a statement, a cell for your attempt and a check.")
+    assert not SOLUTION_TALK.search("Each exercise has a statement, a cell for your attempt and a "
+                                    "check.")

@@ -79,17 +79,21 @@ def badge_source(url: str, notebook: str, branch: str = "main") -> str:
 def setup_source(url: str) -> str:
     """The setup cell: import vit_lib, install it only when missing."""
     if url:
-        return ("# On Colab or anywhere vit_lib is missing, install it (this cell does nothing where it is present).\n"
+        return ("# On Colab or anywhere vit_lib is missing, install it (this cell does nothing where it "
+                "is present).\n"
                 "try:\n"
                 "    import vit_lib\n"
                 "except ImportError:\n"
                 f"    %pip install -q \"{install_requirement(url)}\"")
-    return ("# vit_lib holds the finished code of every lesson; this cell does nothing where it is installed.\n"
+    return ("# vit_lib holds the finished code of every lesson; this cell does nothing where it is "
+            "installed.\n"
             "try:\n"
             "    import vit_lib\n"
             "except ImportError:\n"
-            "    raise ImportError(\"vit_lib is not installed: run `pip install -e .` in the course's repository \"\n"
-            "                      \"(or `pip install` the wheel you were given), then restart the kernel\") from None")
+            "    raise ImportError(\"vit_lib is not installed: run `pip install -e .` in the course's "
+            "repository \"\n"
+            "                      \"(or `pip install` the wheel you were given), then restart the "
+            "kernel\") from None")
 
 
 def _lines(text: str) -> list[str]:
@@ -98,7 +102,8 @@ def _lines(text: str) -> list[str]:
 
 
 def _new_cell(cell_id: str, cell_type: str, source: str) -> dict[str, Any]:
-    cell: dict[str, Any] = {"cell_type": cell_type, "id": cell_id, "metadata": {}, "source": _lines(source)}
+    cell: dict[str, Any] = {"cell_type": cell_type, "id": cell_id, "metadata": {},
+                            "source": _lines(source)}
     if cell_type == "code":
         cell.update(execution_count=None, outputs=[])
     return cell
@@ -108,10 +113,12 @@ def _title_index(cells: list[dict[str, Any]], name: str) -> int:
     for i, cell in enumerate(cells):
         if cell["cell_type"] == "markdown" and "".join(cell["source"]).lstrip().startswith("# "):
             return i
-    raise ColabError(f"{name}: no title cell (a markdown cell starting with '# ') to put the setup cell after")
+    raise ColabError(f"{name}: no title cell (a markdown cell starting with '# ') to put the setup "
+                     "cell after")
 
 
-def _set_cell(cells: list[dict[str, Any]], cell_id: str, cell_type: str, source: str, index: int) -> None:
+def _set_cell(cells: list[dict[str, Any]], cell_id: str, cell_type: str, source: str,
+              index: int) -> None:
     """Make cells[index] the cell `cell_id` with `source`, moving or creating it as needed.
     An existing cell keeps its outputs unless its source changes."""
     current = next((i for i, c in enumerate(cells) if c.get("id") == cell_id), None)
@@ -167,9 +174,11 @@ def run(root: Path, branch: str = "main", check: bool = False, url: str | None =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="repository root (default: this checkout)")
     parser.add_argument("--branch", default="main", help="branch the Colab badges open (default: main)")
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is out of date")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if a notebook is out of date")
     args = parser.parse_args(argv)
     try:
         url = read_repository_url(args.root / "pyproject.toml")

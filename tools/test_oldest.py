@@ -72,8 +72,10 @@ def step(title: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Pat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--venv", type=Path, default=ROOT / ".venv-oldest", help="environment (default .venv-oldest)")
-    parser.add_argument("--python", default=sys.executable, help="interpreter that creates the environment")
+    parser.add_argument("--venv", type=Path, default=ROOT / ".venv-oldest",
+                        help="environment (default .venv-oldest)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter that creates the environment")
     parser.add_argument("--skip-install", action="store_true", help="use the environment as it is")
     args = parser.parse_args(argv)
 
@@ -94,24 +96,28 @@ def main(argv: list[str] | None = None) -> int:
     check = ("import importlib.metadata as m, platform, sys\n"
              f"pins = {pins!r}\n"
              "bad = {n: m.version(n) for n, v in pins.items() if m.version(n).split('+')[0] != v}\n"
-             "print('python', platform.python_version(), '|', ', '.join(f'{n} {m.version(n)}' for n in pins))\n"
+             "print('python', platform.python_version(), '|',\n"
+             "      ', '.join(f'{n} {m.version(n)}' for n in pins))\n"
              "sys.exit(f'not the floors: {bad}' if bad else 0)\n")
     step("the installed versions are the floors", [str(py), "-c", check], echo=False)
 
-    times = {"tests": step("tests", [str(py), "-m", "pytest", "tests", "-q", "-rs", "-m", "not site"], fatal=False)}
+    times = {"tests": step("tests", [str(py), "-m", "pytest", "tests", "-q", "-rs", "-m", "not site"],
+                           fatal=False)}
     presets = subprocess.run([str(py), "-c", "from vit_lib.presets import PRESETS; print(*PRESETS)"],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="test-oldest-") as tmp:
         for preset in presets:
             out = Path(tmp) / preset
-            took = step(f"train preset {preset}", [str(py), "-m", "vit_lib.cli.train", "--preset", preset,
-                                                   "--epochs", "1", "--train-subset", "512", "--device", "cpu",
-                                                   "--no-progress", "--out", str(out)], env=env, fatal=False)
-            took += step(f"evaluate preset {preset}", [str(py), "-m", "vit_lib.cli.evaluate", "--checkpoint",
-                                                       str(out / "checkpoint.pt"), "--device", "cpu",
-                                                       "--out", str(out / "confusion_matrix.png")],
-                    env=env, fatal=False)
+            took = step(f"train preset {preset}",
+                        [str(py), "-m", "vit_lib.cli.train", "--preset", preset, "--epochs", "1",
+                         "--train-subset", "512", "--device", "cpu", "--no-progress", "--out", str(out)],
+                        env=env, fatal=False)
+            took += step(f"evaluate preset {preset}",
+                         [str(py), "-m", "vit_lib.cli.evaluate", "--checkpoint",
+                          str(out / "checkpoint.pt"), "--device", "cpu",
+                          "--out", str(out / "confusion_matrix.png")],
+                         env=env, fatal=False)
             times[f"preset {preset}"] = took
     versions = subprocess.run([str(py), "-c", check], capture_output=True, text=True).stdout.strip()
     print("\n" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))

@@ -241,6 +241,8 @@ LESSONS: dict[str, str] = {lesson.number: lesson.short for lesson in vit_lib.LES
 INSPECTED_IN_06 = ("patch_embed", "pos", "attn")
 # Lesson 07 changes these parts of the ViT (patch size / conv stem, no positions, a new head).
 CHANGED_IN_07 = ("patch_embed", "pos", "head")
+# Lesson 08 prepares its own input image, reads the head's answer and the attention (rollout).
+USED_IN_08 = ("image", "attn", "head")
 HERE_EDGE = "#c0392b"       # the red frame of "this lesson"
 LATER_FACE, LATER_EDGE, LATER_TEXT = "#f4f4f4", "#c4c4c4", "#9a9a9a"
 
@@ -251,6 +253,8 @@ def _state(lesson: str, built_in: str, part: str) -> str:
         return "here" if part in INSPECTED_IN_06 else "done"
     if lesson == "07":
         return "here" if part in CHANGED_IN_07 else "done"
+    if lesson == "08":
+        return "here" if part in USED_IN_08 else "done"
     if built_in == lesson:
         return "here"
     return "done" if built_in < lesson else "later"
@@ -276,6 +280,8 @@ def _captions(c: ViTConfig, total: int, recipe: Recipe) -> dict[str, str]:
               "embeddings and attention maps.",
         "07": "This lesson: the ViT against a CNN of the same size; smaller patches, a conv "
               "stem, no positions; a new head to transfer.",
+        "08": f"This lesson: your own digit, prepared into a {c.image_size}×{c.image_size} image "
+              "as MNIST's were; the head's answer and the attention rollout.",
     }
 
 

@@ -25,6 +25,7 @@ from vit_lib.engine import evaluate, fit, train_one_epoch  # 05
 from vit_lib.interpret import attention_maps, attention_rollout  # 06
 from vit_lib.cnn import CNNConfig, ConvNet, ConvStem  # 07
 from vit_lib.transfer import freeze_all_but_head, init_from_checkpoint  # 07
+from vit_lib.digits import predict, prepare_digit, rollout_figure  # 08
 
 # What the lessons use from the machinery
 from vit_lib.machinery.checkpoint import load_checkpoint, save_checkpoint
@@ -32,6 +33,7 @@ from vit_lib.machinery.errors import ConfigError, UserError
 from vit_lib.machinery.families import build_model, describe, model_from_checkpoint
 from vit_lib.machinery.plots import (confusion_matrix, lesson_style, plot_confusion_matrix,
                                      plot_history, show_images)
+from vit_lib.machinery.pretrained import pretrained
 from vit_lib.machinery.results import committed_results
 from vit_lib.machinery.run_cache import fit_or_reuse
 from vit_lib.machinery.runtime import resolve_device, seed_everything
@@ -70,6 +72,7 @@ LESSONS: tuple[Lesson, ...] = (
            "Inside the trained model", ("interpret",), ("interpret",)),
     Lesson("07", "07_vit_vs_cnn.ipynb", "ViT versus CNN on the same budget", "ViT versus CNN",
            ("cnn", "transfer"), ("cnn",)),
+    Lesson("08", "08_your_own_digits.ipynb", "Your own digits", "Your own digits", ("digits",), ("digits",)),
 )
 
 __all__ = [
@@ -79,9 +82,9 @@ __all__ = [
     "Block", "ViTConfig", "VisionTransformer", "count_parameters", "parameter_table",
     "PRESETS", "Preset", "Recipe", "get_preset", "evaluate", "fit", "train_one_epoch",
     "attention_maps", "attention_rollout", "CNNConfig", "ConvNet", "ConvStem",
-    "freeze_all_but_head", "init_from_checkpoint",
+    "freeze_all_but_head", "init_from_checkpoint", "predict", "prepare_digit", "rollout_figure",
     "load_checkpoint", "save_checkpoint", "ConfigError", "UserError", "build_model", "describe",
     "model_from_checkpoint", "confusion_matrix", "lesson_style", "plot_confusion_matrix",
-    "plot_history", "show_images", "committed_results", "fit_or_reuse", "resolve_device",
+    "plot_history", "show_images", "pretrained", "committed_results", "fit_or_reuse", "resolve_device",
     "seed_everything", "load_from_torchvision", "matching_config", "torchvision_vit",
 ]

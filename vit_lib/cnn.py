@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vit_lib.config import ConfigError, DictConvertible, ViTConfig
+from vit_lib.config import ConfigError, DictConvertible, ViTConfig, check_counts, is_count
 from vit_lib.machinery.errors import TrainingDivergedError, arg
 from vit_lib.model import STEMS, VisionTransformer
 from vit_lib.presets import PRESETS, Preset
@@ -48,14 +48,8 @@ class CNNConfig(DictConvertible):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))   # lists from a checkpoint
-        for name in ("image_size", "in_channels", "convs_per_stage", "num_classes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
-        if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
-        if not self.widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
-                                  for w in self.widths):
+        check_counts(self, ("image_size", "in_channels", "convs_per_stage", "num_classes"))
+        if not self.widths or not all(is_count(w) for w in self.widths):
             raise ConfigError(f"widths must be one or more positive whole numbers (channels per "
                               f"stage), got {self.widths!r}")
         smallest = self.image_size // 2 ** (len(self.widths) - 1)

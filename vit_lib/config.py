@@ -27,6 +27,22 @@ class DictConvertible:
         return cls(**values)
 
 
+def is_count(value: Any) -> bool:
+    """A whole number >= 1 (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_counts(config: Any, names: tuple[str, ...]) -> None:
+    """The checks every model family's config starts with: each field in `names` is a whole
+    number >= 1, and num_classes is at least 2."""
+    for name in names:
+        value = getattr(config, name)
+        if not is_count(value):
+            raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+    if config.num_classes < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {config.num_classes}")
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(2, n) if n % d == 0]
 
@@ -59,14 +75,8 @@ class ViTConfig(DictConvertible):
     architecture: ClassVar[str] = "vit"   # the model family's name in presets and checkpoints
 
     def __post_init__(self) -> None:
-        ints = ("image_size", "in_channels", "patch_size", "dim", "depth", "heads", "mlp_dim",
-                "num_classes")
-        for name in ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
-        if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+        check_counts(self, ("image_size", "in_channels", "patch_size", "dim", "depth", "heads",
+                            "mlp_dim", "num_classes"))
         if self.patch_size > self.image_size:
             raise ConfigError(f"patch_size {self.patch_size} is larger than image_size "
                               f"{self.image_size}; use a patch no larger than the image")

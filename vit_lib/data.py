@@ -61,12 +61,64 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The DatasetInfo for 'mnist', 'fashion-mnist' or 'cifar10' (case and _ / - tolerant)."""
+    """The DatasetInfo for 'mnist', 'fashion-mnist' or 'cifar10' (case and _ / - tolerant), or
+    for a folder of images, 'folder:PATH' (see use_folder)."""
+    if is_folder_dataset(name):
+        key = folder_dataset_name(name)
+        return _FOLDERS[key][0] if key in _FOLDERS else use_folder(key)
     key = name.lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or "
+                          "folder:PATH for a folder of images (one subfolder per class)")
     return DATASETS[key]
+
+
+# Folders of images as datasets: `folder:PATH` (the decoding, splits and cache live in
+# vit_lib.machinery.image_folder; here they become a DatasetInfo and tensors like MNIST's).
+FOLDER_PREFIX = "folder:"
+_FOLDERS: dict[str, tuple[DatasetInfo, object]] = {}    # 'folder:/abs/path' -> (info, FolderData)
+
+
+def is_folder_dataset(name: object) -> bool:
+    """Is `name` a folder of images ('folder:PATH') rather than a named dataset?"""
+    return isinstance(name, str) and name.startswith(FOLDER_PREFIX)
+
+
+def folder_dataset_name(name: str) -> str:
+    """'folder:digits' -> 'folder:/absolute/path/to/digits', the name a run records."""
+    text = name[len(FOLDER_PREFIX):].strip()
+    if not text:
+        raise ConfigError("folder: needs the path of a folder of images after it, e.g. "
+                          "folder:my_digits (one subfolder per class)")
+    return FOLDER_PREFIX + str(Path(text).expanduser().resolve())
+
+
+def use_folder(name: str, image_size: int | None = None, channels: int | None = None,
+               val_split: float | None = None, *, whole: bool = False,
+               stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+               log=None) -> DatasetInfo:
+    """Read the folder of images `name` ('folder:PATH': one subfolder per class, optionally
+    inside train/ and test/) and make it a dataset: afterwards dataset_info, load_tensors,
+    get_loaders and get_test_loader serve it like MNIST. Decoded once, then cached
+    (vit_lib.machinery.image_folder.load_image_folder explains the options); returns its
+    DatasetInfo, whose mean/std are the training split's (or `stats`)."""
+    from vit_lib.machinery.image_folder import load_image_folder
+    key = folder_dataset_name(name)
+    data = load_image_folder(key[len(FOLDER_PREFIX):], image_size, channels, val_split,
+                             whole=whole, stats=stats, log=log)
+    info = DatasetInfo(key, "ImageFolder", str(data.root), (), data.image_size, data.channels,
+                       data.classes, data.mean, data.std)
+    _FOLDERS[key] = (info, data)
+    return info
+
+
+def folder_data(name: str):
+    """The FolderData (vit_lib.machinery.image_folder) of a folder dataset read by use_folder."""
+    key = folder_dataset_name(name)
+    if key not in _FOLDERS:
+        use_folder(key)
+    return _FOLDERS[key][1]
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -183,6 +235,10 @@ def _missing_message(info: DatasetInfo, root: Path, tried_download: bool,
 def load_tensors(name: str, train: bool = True, data_dir: str | os.PathLike | None = None,
                  download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """A whole split as (images uint8 [N, C, H, W], labels int64 [N])."""
+    if is_folder_dataset(name):
+        data = folder_data(name)
+        return (data.train_images, data.train_labels) if train else (data.test_images,
+                                                                      data.test_labels)
     ds = load_dataset(name, train, data_dir, download)
     data = ds.data
     images = torch.as_tensor(data)

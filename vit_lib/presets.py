@@ -84,6 +84,16 @@ PRESETS: dict[str, Preset] = {
         ViTConfig(),
         Recipe(optimizer="adamw", lr=5e-3, weight_decay=0.05, batch_size=128, schedule="cosine",
                warmup=0.05, normalize=True, grad_clip=1.0, shift=1.0)),
+    # Optimises one thing: the training time to 97% MNIST test accuracy of the seed's unchanged
+    # model. Chosen by benchmarks/speedrun_search.py (table in benchmarks/speedrun_search.md): of
+    # the finalists, batch 256 at 20x the seed's rate reached 97% in 3 epochs on each of seeds
+    # 0, 1, 2 (median 12.3 s, 7.9x faster than the seed pipeline's 96.9 s in the same run).
+    "seed-speedrun": Preset(
+        "seed-speedrun", "the seed's model unchanged, trained for speed: 3 epochs of AdamW 2e-2, "
+        "batch 256, warmup + cosine, normalised inputs (about 97% in about 12 s on 2 cores)",
+        ViTConfig(),
+        Recipe(optimizer="adamw", lr=2e-2, weight_decay=0.05, batch_size=256, epochs=3,
+               schedule="cosine", warmup=0.05, normalize=True)),
     "best": Preset(
         "best", "a wider, deeper ViT (206k parameters, same 7x7 patches) trained 15 epochs with "
         "random shifts, rotations and zooms",

@@ -87,7 +87,8 @@ def solution_regions(lines: list[str], where: str) -> list[tuple[int, int]]:
                 begin = i
             else:
                 if begin is None:
-                    raise StudentEditionError(f"{where}, line {i + 1}: {END} without a {BEGIN} before it")
+                    raise StudentEditionError(f"{where}, line {i + 1}: {END} without a {BEGIN} "
+                                              "before it")
                 regions.append((begin, i))
                 begin = None
     if begin is not None:
@@ -348,7 +349,8 @@ def verify_student_notebook(full: dict[str, Any], student: dict[str, Any], where
                                           f"of a solution is left: {text!r}")
         if cell.get("cell_type") == "code" and (cell.get("outputs") or cell.get("execution_count")):
             raise StudentEditionError(f"{where}, student cell {index}: outputs were not cleared")
-        if cell.get("cell_type") == "markdown" and BANNER_TAG not in cell.get("metadata", {}).get("tags", []):
+        banner = BANNER_TAG in cell.get("metadata", {}).get("tags", [])
+        if cell.get("cell_type") == "markdown" and not banner:
             found = SOLUTION_TALK.search(source)
             if found:
                 raise StudentEditionError(
@@ -461,8 +463,9 @@ def lesson_row(path: Path) -> str:
 
 def lessons_table(source_dir: Path) -> str:
     rows = [lesson_row(p) for p in lesson_paths(source_dir)]
-    return "\n".join([TABLE_BEGIN, "| lesson | prerequisites | time | exercises (check functions in "
-                       "`vit_lib.classroom.exercises.lessonNN`) |", "|---|---|---|---|", *rows, TABLE_END])
+    header = ("| lesson | prerequisites | time | exercises (check functions in "
+              "`vit_lib.classroom.exercises.lessonNN`) |")
+    return "\n".join([TABLE_BEGIN, header, "|---|---|---|---|", *rows, TABLE_END])
 
 
 def teaching_text(teaching: Path, source_dir: Path) -> str | None:

@@ -20,7 +20,14 @@ from vit_lib.cli.common import (
     run_cli,
 )
 from vit_lib.config import ConfigError
-from vit_lib.data import DATASETS, dataset_info, get_test_loader
+from vit_lib.data import (
+    DATASETS,
+    dataset_info,
+    folder_dataset_name,
+    get_test_loader,
+    is_folder_dataset,
+    use_folder,
+)
 from vit_lib.engine import evaluate
 from vit_lib.machinery import pretrained
 from vit_lib.machinery.checkpoint import load_checkpoint
@@ -43,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "pretrained:NAME[/DATASET] (a model shipped with vit_lib, e.g. "
                         "pretrained:seed-tuned)")
     p.add_argument("--dataset", help="evaluate on this dataset (default: the one the checkpoint "
-                                     "records; needed when it records none)")
+                                     "records; needed when it records none); folder:PATH: every "
+                                     "image of a folder (one subfolder per class; its test/ "
+                                     "split if it has one), resized to the model's input")
     p.add_argument("--data-dir", type=path_arg,
                    help="dataset folder (default: $VIT_DATA_DIR, else ./data)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -78,10 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"extra={{'dataset': ...}}); pass --dataset "
             f"{' or '.join(fits) if fits else 'NAME'} (its model takes {config.image_size}x"
             f"{config.image_size}x{config.in_channels} images, {config.num_classes} classes)")
+    if is_folder_dataset(args.dataset or recorded):
+        _read_folder(args.dataset or recorded, state, config, recorded)
     info = dataset_info(args.dataset or recorded)
     check_model_fits_dataset(config, info, path)
-    if recorded is not None and info.name != dataset_info(recorded).name:
+    if recorded is not None and info.name != _canonical(recorded):
         print(f"note: {path} was trained on {recorded}; evaluating it on {info.name}")
+        classes = pretrained.checkpoint_classes(state)
+        if is_folder_dataset(info.name) and list(classes) != list(info.classes):
+            print(f"note: the folder's classes ({', '.join(info.classes)}) are not the model's "
+                  f"({', '.join(classes)}); they are matched by position")
     model = model_from_checkpoint(state, device)
     test_loader = get_test_loader(info.name, args.data_dir, device, state["recipe"]["normalize"],
                                   download=not args.no_download)
@@ -102,6 +117,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise OutputError(f"{exc.args[0]}; the accuracy above is complete: choose another --out") from None
     print(f"confusion matrix: {out}")
     return 0
+
+
+def _canonical(name: str) -> str:
+    """A dataset's recorded name, without reading it: mnist, or folder:/absolute/path."""
+    return folder_dataset_name(name) if is_folder_dataset(name) else dataset_info(name).name
+
+
+def _read_folder(name: str, state: dict, config, recorded: str | None) -> None:
+    """Read a folder dataset to evaluate on. The checkpoint's own folder is read as its run
+    read it (the same held-out images); any other folder is evaluated whole (or its test/
+    split), resized to the model's input size and channels. Either way the images are
+    normalised as the model's training inputs were."""
+    try:
+        stats = pretrained.checkpoint_normalization(state)
+    except CheckpointError:
+        stats = None
+    if recorded is not None and is_folder_dataset(recorded) and _canonical(name) == _canonical(recorded):
+        asked = ((state.get("extra") or {}).get("folder") or {}).get("requested") or {}
+        use_folder(name, asked.get("image_size"), asked.get("channels"), asked.get("val_split"),
+                   stats=stats, log=print)
+    else:
+        use_folder(name, config.image_size, config.in_channels, whole=True, stats=stats, log=print)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vit_lib.cli.train", "train a preset on a dataset, resume or fine-tune a run"),
     "evaluate": ("vit_lib.cli.evaluate", "test accuracy and confusion matrix of a checkpoint"),
+    "predict": ("vit_lib.cli.predict", "classify image files (your own digits), top-3 classes"),
     "grade": ("vit_lib.classroom.grade", "run a folder of submitted notebooks, write a gradebook"),
     "student": ("vit_lib.classroom.student", "write the student edition of the lessons"),
     "mirror": ("vit_lib.classroom.mirror", "check that lessons and vit_lib show the same code"),
@@ -60,5 +61,5 @@ def _script(command: str):
 
 
 # console scripts (pyproject's [project.scripts]): vit-train = "vit_lib.cli.main:train_script"
-train_script, evaluate_script, grade_script, student_script, mirror_script = (
-    _script(c) for c in ("train", "evaluate", "grade", "student", "mirror"))
+train_script, evaluate_script, predict_script, grade_script, student_script, mirror_script = (
+    _script(c) for c in ("train", "evaluate", "predict", "grade", "student", "mirror"))

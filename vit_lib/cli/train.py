@@ -26,6 +26,15 @@ Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run and say which epoch the ch
 A mistake you can fix (a bad value, missing or damaged data, an unwritable --out) prints one
 "error:" line (exit 2); --out is checked before training starts.
 
+--dataset folder:PATH trains on your own images: one subfolder per class (PATH/cat/*.png,
+PATH/dog/*.jpg...), split into PATH/train/ and PATH/test/ when both are there, else a seeded
+--val-split of each class is held out for testing. Grayscale when every image is (else RGB, or
+--channels 1|3), resized to --image-size (default: the images' own size, when they all share one
+square size). The images are decoded once and cached (VIT_CACHE_DIR, see
+vit_lib.machinery.image_folder); the class names go into the checkpoint and predict's output.
+Fine-tune a shipped MNIST model on your own digits:
+    python -m vit_lib train --preset seed-tuned --dataset folder:my_digits --init-from pretrained:seed-tuned
+
 --cuda-graph (CUDA GPUs with bf16 only; refused elsewhere and under torchrun) replays the training
 step as one CUDA graph per batch: the same arithmetic, without the launch overhead that leaves a
 GPU idle on models this small (see vit_lib.machinery.cuda_graphs).
@@ -38,7 +47,7 @@ The batch size stays the global batch (each process trains on its part of every 
 divide by the number of processes; rank 0 alone prints, evaluates and writes OUT; --resume works
 the same way, and checkpoints of 1 and N processes are interchangeable. An error on any process
 stops them all (set VIT_DIST_TIMEOUT=seconds to bound waiting for a peer, default 600). See the
-README section "Outgrowing one machine" for multi-GPU and multi-node launch lines.
+page docs/distributed.md ("Outgrowing one machine") for multi-GPU and multi-node launch lines.
 """
 from __future__ import annotations
 
@@ -69,7 +78,15 @@ from vit_lib.cli.common import (
 )
 from vit_lib.cnn import DISTILLATION, check_teacher, distillation
 from vit_lib.config import STEMS, ConfigError
-from vit_lib.data import dataset_info, get_loaders
+from vit_lib.data import (
+    DatasetInfo,
+    dataset_info,
+    folder_data,
+    folder_dataset_name,
+    get_loaders,
+    is_folder_dataset,
+    use_folder,
+)
 from vit_lib.engine import fit
 from vit_lib.machinery import distributed, pretrained
 from vit_lib.machinery.checkpoint import load_checkpoint
@@ -103,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vit_lib train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default seed)")
-    p.add_argument("--dataset", help="mnist, fashion-mnist or cifar10 (default mnist)")
+    p.add_argument("--dataset", help="mnist, fashion-mnist, cifar10 or folder:PATH (a folder of "
+                                     "images, one subfolder per class; default mnist)")
     p.add_argument("--epochs", type=positive_int,
                    help="override the preset's epochs; with --resume: train to N epochs in all")
     p.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
@@ -128,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace the run in --out (its checkpoint, metrics and figures)")
     p.add_argument("--train-subset", type=positive_int, help="train on the first N images only")
     p.add_argument("--init-from", type=path_arg, metavar="CHECKPOINT",
-                   help="start from a trained checkpoint (its run folder, or pretrained:NAME[/DATASET]) of the same "
-                        "architecture: fine-tuning; a head of another size is re-initialised")
+                   help="start from a trained checkpoint (or its run folder, or "
+                        "pretrained:NAME[/DATASET]) of the same architecture: fine-tuning; a "
+                        "head of another size is re-initialised")
     p.add_argument("--linear-probe", action="store_true",
                    help="with --init-from: train only the classification head (linear probing)")
     p.add_argument("--teacher", type=path_arg, metavar="CHECKPOINT",
@@ -146,7 +165,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dist-backend", choices=distributed.BACKENDS,
                    help="under torchrun: the process-group backend (default auto: nccl on "
                         "CUDA GPUs, gloo on CPUs)")
+    folder = p.add_argument_group("with --dataset folder:PATH")
+    folder.add_argument("--image-size", type=positive_int, metavar="N",
+                        help="resize every image to NxN (default: the images' own size)")
+    folder.add_argument("--channels", type=int, choices=(1, 3),
+                        help="1 (grayscale) or 3 (RGB); default 1 when every image is grayscale")
+    folder.add_argument("--val-split", type=_fraction, metavar="F",
+                        help="without PATH/train and PATH/test: hold out this fraction of each "
+                             "class for testing, the same images every run (default 0.1)")
     return p
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (e.g. 0.1), got {text}")
+    return value
+
+
+FOLDER_FLAGS = (("image_size", "--image-size"), ("channels", "--channels"),
+                ("val_split", "--val-split"))
+
+
+def _dataset_label(name: str) -> str:
+    """The dataset's part of a default run folder name: mnist, or the image folder's name."""
+    if is_folder_dataset(name):
+        return Path(folder_dataset_name(name)[len("folder:"):]).name or "folder"
+    return dataset_info(name).name
+
+
+def _read_folder(name: str, requested: dict[str, Any],
+                 stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> DatasetInfo:
+    """Decode (or read from the cache) a folder dataset. Under torchrun rank 0 reads it first,
+    then the other ranks, which find it in the cache instead of all decoding at once."""
+    path = folder_dataset_name(name)[len("folder:"):]
+    for turn in ("first", "then"):
+        with distributed.agreement(f"reading the image folder {path}"):
+            if distributed.is_main() == (turn == "first"):
+                use_folder(name, requested["image_size"], requested["channels"],
+                           requested["val_split"], stats=stats,
+                           log=print if distributed.is_main() else None)
+    data = folder_data(name)
+    print(f"{data.describe()}; {'read from the cache' if data.from_cache else 'decoded'} in "
+          f"{data.seconds:.1f} s")
+    return dataset_info(name)
+
+
+def _init_stats(spec: Path | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The (mean, std) the --init-from model was trained with (None: unknown, or raw pixels):
+    a folder dataset fine-tuning it is normalised the same way, so the model sees its inputs
+    as it learned them."""
+    if spec is None:
+        return None
+    try:
+        return pretrained.checkpoint_normalization(load_checkpoint(pretrained.resolve(spec)))
+    except CheckpointError:
+        return None
 
 
 def _quiet(quiet: bool, stream: str = "stdout"):
@@ -184,8 +262,13 @@ def _main(args: argparse.Namespace, device: torch.device) -> int:
     preset_name = args.preset or "seed"
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
-    info = dataset_info(args.dataset or "mnist")
-    out = args.out or Path(f"runs/{preset_name}-{info.name}")
+    folder = is_folder_dataset(args.dataset)
+    given = [flag for key, flag in FOLDER_FLAGS if getattr(args, key) is not None]
+    if given and not folder and not args.resume:
+        raise ConfigError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to a folder "
+                          f"of images (--dataset folder:PATH); {args.dataset or 'mnist'} has "
+                          f"images of one fixed size: drop {' and '.join(given)}")
+    out = args.out or Path(f"runs/{preset_name}-{_dataset_label(args.dataset or 'mnist')}")
     ckpt = out / CHECKPOINT
     if args.init_from is not None and args.resume:
         raise ConfigError("--init-from starts a new run from another run's weights, but --resume "
@@ -200,6 +283,12 @@ def _main(args: argparse.Namespace, device: torch.device) -> int:
         check_cuda_graph(device, parallel=distributed.is_initialized())
     if args.resume and not ckpt.is_file():
         load_checkpoint(ckpt)   # raises the "no checkpoint" error before anything is created
+    if folder and not args.resume:   # a bad folder is reported before anything is created
+        stats = _init_stats(args.init_from)
+        _read_folder(args.dataset, {k: getattr(args, k) for k, _ in FOLDER_FLAGS}, stats)
+        if stats is not None and dataset_info(args.dataset).mean == tuple(stats[0]):
+            print(f"inputs normalised like --init-from's training data (mean {stats[0]}, "
+                  f"std {stats[1]}), as that model learned them")
     with ExitStack() as stack:   # rank 0 checks and locks the folder; the others wait for it
         with distributed.agreement(f"preparing the output folder {out}"):
             if distributed.is_main():
@@ -229,7 +318,16 @@ def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     info = dataset_info(args.dataset or "mnist")
     seed = 0 if args.seed is None else args.seed
     run = {"preset": preset.name, "dataset": info.name, "seed": seed,
-           "train_subset": args.train_subset}
+           "train_subset": args.train_subset, "classes": list(info.classes)}
+    if is_folder_dataset(info.name):
+        data = folder_data(info.name)
+        run["folder"] = {"path": str(data.root), "image_size": info.image_size,
+                         "channels": info.channels, "val_split": data.val_split,
+                         "split": data.split,
+                         "train_images": len(data.train_images),
+                         "test_images": len(data.test_images),
+                         "mean": list(info.mean), "std": list(info.std),
+                         "requested": {k: getattr(args, k) for k, _ in FOLDER_FLAGS}}
     distilled = preset.architecture == "vit-distilled"
     if distilled and args.teacher is None:
         raise ConfigError(f"preset {preset.name!r} is a ViT with a distillation token that learns a "
@@ -264,6 +362,13 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     config = checkpoint_config(state)
     recipe = Recipe.from_dict(state["recipe"])
     run = _stored_run(args, state, ckpt)
+    if is_folder_dataset(run["dataset"]):
+        _resume_folder(args, run, ckpt)
+    else:
+        given = [flag for key, flag in FOLDER_FLAGS if getattr(args, key) is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)}: the run in {out} trains on "
+                              f"{run['dataset']}, not a folder of images: drop them")
     info = dataset_info(run["dataset"])
     check_model_fits_dataset(config, info, ckpt)
     if args.teacher is not None or args.distill is not None:
@@ -317,6 +422,26 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     return _train(args, out, device, config, new_recipe, run, resume=True)
 
 
+def _resume_folder(args: argparse.Namespace, run: dict[str, Any], ckpt: Path) -> None:
+    """Read a resumed run's image folder as that run read it (same size, channels, split and
+    normalisation); refuse folder flags that differ and a folder whose classes changed."""
+    stored = run.get("folder") or {}
+    requested = dict(stored.get("requested") or {k: None for k, _ in FOLDER_FLAGS})
+    for key, flag in FOLDER_FLAGS:
+        given = getattr(args, key)
+        resolved = stored.get(key, requested.get(key))
+        if given is not None and given != resolved and given != requested.get(key):
+            raise ConfigError(f"{flag} {given} differs from the run in {ckpt.parent} "
+                              f"({resolved if resolved is not None else 'not given'}); a resumed "
+                              f"run keeps it: drop {flag}")
+    stats = (tuple(stored["mean"]), tuple(stored["std"])) if stored.get("mean") else None
+    info = _read_folder(run["dataset"], requested, stats)
+    if run.get("classes") and list(info.classes) != list(run["classes"]):
+        raise ConfigError(f"the classes of {info.folder} changed since the run in {ckpt.parent} "
+                          f"began ({', '.join(run['classes'])} -> {', '.join(info.classes)}); "
+                          "resume with the folder as it was, or start a new run")
+
+
 def _schedule_note(recipe: Recipe, epochs: int) -> str:
     if recipe.schedule == "constant" and recipe.warmup == 0:
         return " (constant schedule: it continues unchanged, as in an uninterrupted run)"
@@ -329,7 +454,8 @@ def _stored_run(args: argparse.Namespace, state: dict[str, Any], ckpt: Path) -> 
     flags; a checkpoint written by fit() without them takes them from --dataset / --seed."""
     extra = dict(state.get("extra") or {})
     given = {"preset": args.preset,
-             "dataset": dataset_info(args.dataset).name if args.dataset else None,
+             "dataset": (None if not args.dataset else folder_dataset_name(args.dataset)
+                         if is_folder_dataset(args.dataset) else dataset_info(args.dataset).name),
              "seed": args.seed, "train_subset": args.train_subset}
     flags = {"preset": "--preset", "dataset": "--dataset", "seed": "--seed",
              "train_subset": "--train-subset"}
@@ -343,7 +469,8 @@ def _stored_run(args: argparse.Namespace, state: dict[str, Any], ckpt: Path) -> 
     if "preset" not in extra and given["preset"] is not None:
         raise ConfigError(f"{ckpt} records no preset, so --preset cannot be checked against it; "
                           "drop --preset (the stored model and recipe are used)")
-    run = {key: extra[key] for key in ("init_from", "linear_probe", "teacher") if key in extra}
+    run = {key: extra[key] for key in ("init_from", "linear_probe", "teacher", "classes", "folder")
+           if key in extra}
     for key in ("preset", "dataset", "seed", "train_subset"):
         if key in extra:
             if given[key] is not None and given[key] != extra[key]:

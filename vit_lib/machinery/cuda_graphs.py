@@ -37,13 +37,15 @@ def check_cuda_graph(device: torch.device, *, compile: bool = False, parallel: b
     """Refuse, with the reason and the fix, a run that cannot train with CUDA graphs."""
     if device.type != "cuda":
         raise CudaGraphError(f"CUDA graphs need a CUDA GPU, and this run trains on {device}; "
-                             f"drop {arg('cuda_graph=True', '--cuda-graph')} (or train on a machine with one)")
+                             f"drop {arg('cuda_graph=True', '--cuda-graph')} (or train on a machine "
+                             "with one)")
     if compile:
         raise CudaGraphError("CUDA graphs and torch.compile cannot both wrap the step; keep one "
                              "(torch.compile(mode='reduce-overhead') uses CUDA graphs itself)")
     if parallel:
         raise CudaGraphError("CUDA graphs are not supported under torchrun (DDP's gradient "
-                             f"all-reduce runs outside the graph); drop {arg('cuda_graph=True', '--cuda-graph')}")
+                             "all-reduce runs outside the graph); drop "
+                             f"{arg('cuda_graph=True', '--cuda-graph')}")
     if scaler is not None:
         raise CudaGraphError("CUDA graphs need bf16 autocast, and this GPU has no bf16 (fp16's "
                              f"gradient scaler synchronises every step); drop "

@@ -26,7 +26,14 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
-from vit_lib.machinery.errors import DistributedError, RankCrashedError, RankFailedError, UserError, arg
+from vit_lib.machinery.errors import (
+    DeviceError,
+    DistributedError,
+    RankCrashedError,
+    RankFailedError,
+    UserError,
+    arg,
+)
 from vit_lib.machinery.runtime import parse_device
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -105,16 +112,19 @@ def choose_device(device: str, local_rank: int) -> torch.device:
     """The device of the process with this local rank: 'auto' and 'cuda' give cuda:LOCAL_RANK
     when CUDA is present ('auto' falls back to the CPU), 'cpu' the CPU. One GPU per process:
     a named GPU (cuda:1) or Apple's MPS is refused with the way to fix it."""
-    name, index = parse_device(device)
+    try:
+        name, index = parse_device(device)
+    except DeviceError:
+        name, index = "unknown", None          # refused at the end, in torchrun's terms
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
+    if name == "cpu" and index is None:
         return torch.device("cpu")
-    if index is not None:
+    if name == "cuda" and index is not None:
         raise DistributedError(
-            f"{arg('device=', '--device ')}{device}: under torchrun each process uses the GPU of its local rank "
-            f"(process 0 cuda:0, process 1 cuda:1...); pass {_DEVICE_CUDA} (or auto), and choose "
-            "which GPUs with CUDA_VISIBLE_DEVICES")
+            f"{arg('device=', '--device ')}{device}: under torchrun each process uses the GPU of "
+            f"its local rank (process 0 cuda:0, process 1 cuda:1...); pass {_DEVICE_CUDA} (or "
+            "auto), and choose which GPUs with CUDA_VISIBLE_DEVICES")
     if name == "cuda":
         if not torch.cuda.is_available():
             raise DistributedError(f"{_DEVICE_CUDA} was requested but PyTorch sees no "
@@ -126,8 +136,10 @@ def choose_device(device: str, local_rank: int) -> torch.device:
                 f"GPU{'s' if count != 1 else ''}; start at most {count} processes per machine "
                 f"(torchrun --nproc_per_node={count})")
         return torch.device("cuda", local_rank)
-    raise DistributedError("Apple's MPS backend cannot train across processes; use "
-                           f"{_DEVICE_CPU} under torchrun, or train in one process on mps")
+    if name == "mps" and index is None:
+        raise DistributedError("Apple's MPS backend cannot train across processes; use "
+                               f"{_DEVICE_CPU} under torchrun, or train in one process on mps")
+    raise DistributedError(f"unknown device {device!r}; use auto, cpu or cuda under torchrun")
 
 
 def choose_backend(backend: str, device: torch.device) -> str:

@@ -43,6 +43,12 @@ class DamagedDataError(DataNotFoundError):
     """A dataset file is present but empty, cut short or not in its format; the message names it."""
 
 
+class ImageFolderError(DataNotFoundError):
+    """A folder of images (`--dataset folder:PATH`) cannot be used: it does not exist, has no
+    class subfolders, an empty class, unreadable images, or classes that differ between its
+    train/ and test/ splits; the message names the folder (and the files) and the fix."""
+
+
 class ImageError(UserError, ValueError):
     """An image file cannot be used (missing, not an image, truncated, blank); the message names
     the file and what is wrong with it."""

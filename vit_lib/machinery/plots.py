@@ -23,6 +23,15 @@ def lesson_style(dpi: int = 110) -> None:
                          "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9})
 
 
+def _finish(fig, path: str | os.PathLike | None):
+    """Lay the figure out; with a `path`, save it there (110 dpi) and close it."""
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        pyplot().close(fig)
+    return fig
+
+
 def plot_history(histories: dict[str, list[dict[str, Any]]] | list[dict[str, Any]],
                  path: str | os.PathLike | None = None, title: str | None = None):
     """Loss and accuracy per epoch; one colour per run, dashed = training split, solid = test.
@@ -62,11 +71,7 @@ def plot_history(histories: dict[str, list[dict[str, Any]]] | list[dict[str, Any
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+    return _finish(fig, path)
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -105,11 +110,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str],
     ax.set_yticks(range(n), classes, fontsize=8)
     ax.set(xlabel="predicted class", ylabel="true class",
            title=title or "confusion matrix (diagonal = correct, grey)")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+    return _finish(fig, path)
 
 
 def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,

@@ -17,14 +17,16 @@ _DEVICE_AUTO = arg("device='auto'", "--device auto")
 
 
 def parse_device(device: str | torch.device) -> tuple[str, int | None]:
-    """'cuda:1' -> ('cuda', 1), 'cpu' -> ('cpu', None), 'auto' -> ('auto', None); anything
-    else raises DeviceError. The one parser of device names (resolve_device, torchrun's
+    """'cuda:1' -> ('cuda', 1), 'cpu' -> ('cpu', None), 'auto' -> ('auto', None), 'mps:0' ->
+    ('mps', 0) (an index on cpu and mps too, as PyTorch spells them); anything else raises
+    DeviceError. The one parser of device names (resolve_device, torchrun's
     vit_lib.machinery.distributed.choose_device)."""
     name = str(device).lower()
-    kind, _, index = name.partition(":")
-    if kind not in ("auto", "cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+    kind, colon, index = name.partition(":")
+    bad_index = colon and (kind == "auto" or not index.isdecimal())
+    if kind not in ("auto", "cpu", "cuda", "mps") or bad_index:
         raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-    return kind, int(index) if index else None
+    return kind, int(index) if colon else None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

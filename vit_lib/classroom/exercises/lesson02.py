@@ -39,16 +39,16 @@ def _same(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
 
 def _masked_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
                       scale: bool = True, fill: float = float("-inf"), keep: bool = True,
-                      after_softmax: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                      after_softmax: bool = False, axis: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked attention and its typical mistakes, selected by the flags. Shapes as the exercise."""
     scores = q @ k.transpose(-2, -1)
     if scale:
         scores = scores / math.sqrt(q.size(-1))
     blocked = ~mask if keep else mask
     if after_softmax:
-        weights = scores.softmax(-1).masked_fill(blocked, 0.0)
+        weights = scores.softmax(axis).masked_fill(blocked, 0.0)
     else:
-        weights = scores.masked_fill(blocked, fill).softmax(-1)
+        weights = scores.masked_fill(blocked, fill).softmax(axis)
     return weights @ v, weights
 
 
@@ -90,6 +90,9 @@ def check_masked_attention(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]])
                 (dict(fill=0.0), "filling masked scores with 0 still gives them weight "
                                  "(exp(0) = 1): fill with float('-inf')"),
                 (dict(scale=False), "the scores are not scaled: divide q @ k^T by sqrt(d)"),
+                (dict(axis=-2), "your softmax runs over the queries (dim=-2), so each key's "
+                                "column sums to 1: take it over the keys, dim=-1, so that each "
+                                "query's row of weights sums to 1"),
             ]
             for flags, hint in mistakes:
                 w_bad = _masked_reference(q, k, v, mask, **flags)[1]

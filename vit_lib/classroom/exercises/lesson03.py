@@ -47,6 +47,9 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> CheckResult:
     def body() -> str:
         g = torch.Generator().manual_seed(3)
         x = torch.randn(2, 5, 8, generator=g) * 3.0 + 1.5        # [B, N, D], far from N(0, 1)
+        # one nearly constant token (variance ~1e-6, below eps = 1e-5): only there does it
+        # matter whether eps goes inside the square root or outside
+        x[0, 0] = 1e-3 * torch.randn(8, generator=g)
         gamma = torch.rand(8, generator=g) + 0.5
         beta = torch.randn(8, generator=g)
         eps = 1e-5
@@ -79,6 +82,9 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> CheckResult:
                     F.layer_norm(x.transpose(1, 2), (5,)).transpose(1, 2) * gamma + beta,
                 "eps goes inside the square root: (x - mean) / sqrt(var + eps)":
                     (x - mean) / (var.sqrt() + eps) * gamma + beta,
+                "eps is missing: add it to the variance before the square root, "
+                "(x - mean) / sqrt(var + eps) (it matters for nearly constant tokens)":
+                    (x - mean) / var.sqrt() * gamma + beta,
                 "you normalised over the whole tensor; compute the mean and variance of each "
                 "token on its own, over the last dimension":
                     (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + eps) * gamma + beta,
@@ -120,6 +126,16 @@ def check_post_norm_block(block_class: type[nn.Module]) -> CheckResult:
             out = block(x)
             expect_shape(out, (2, 17, 16), "your output",
                          "a block must keep the shape [B, N, dim]")
+            token_rms = out.pow(2).mean(-1).sqrt()          # at init: gamma = 1, beta = 0
+            # At init both LayerNorms are the same function, so swapping them would go unseen:
+            # give each its own gamma and beta first.
+            g = torch.Generator().manual_seed(5)
+            for norm in (block.norm1, block.norm2):
+                if getattr(norm, "weight", None) is not None:
+                    norm.weight.copy_(torch.rand(norm.weight.shape, generator=g) + 0.5)
+                if getattr(norm, "bias", None) is not None:
+                    norm.bias.copy_(torch.randn(norm.bias.shape, generator=g))
+            out = block(x)
             a, m, n1, n2 = block.attn, block.mlp, block.norm1, block.norm2
             h = n1(x + a(x))
             expected = n2(h + m(h))
@@ -143,7 +159,6 @@ def check_post_norm_block(block_class: type[nn.Module]) -> CheckResult:
                         raise Mismatch(hint)
                 expect_close(out, expected, "your output",
                              hint="compute h = norm1(x + attn(x)), then norm2(h + mlp(h))")
-            token_rms = out.pow(2).mean(-1).sqrt()
         return (f"output is LayerNorm'ed: every token has RMS {token_rms.mean().item():.2f} "
                 "(gamma=1, beta=0 at init)")
     return run_check("post-norm block", body)
@@ -224,7 +239,15 @@ def check_drop_path(drop_path: Callable[[torch.Tensor, float, bool], torch.Tenso
         expect_close(out, x, "in evaluation (training=False) your output",
                      hint="outside training drop path is the identity: return x unchanged")
         torch.manual_seed(0)
-        out = expect_shape(drop_path(x.clone(), 0.25, True), x.shape, "your output",
+        try:
+            dropped_out = drop_path(x.clone(), 0.25, True)
+        except RuntimeError as exc:
+            if "must match the size" not in str(exc):
+                raise
+            raise Mismatch("your mask does not broadcast against x [B, N, D]: a mask of shape [B] "
+                           "lines up with the LAST dimension; give it shape [B, 1, 1], "
+                           "(x.shape[0],) + (1,) * (x.dim() - 1)") from None
+        out = expect_shape(dropped_out, x.shape, "your output",
                            "drop path must keep the input's shape")
         flat = out.reshape(out.shape[0], -1)
         per_sample_same = bool((flat == flat[:, :1]).all())

@@ -4,6 +4,7 @@ Each check prints one line, '✓ ...' or '✗ ...' with a hint, and returns True
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import torch
@@ -94,18 +95,33 @@ def check_vit_parameters(vit_parameters: Callable[[ViTConfig], int]) -> CheckRes
     seed config (14,410) and for configs that change pooling, positions, biases and size."""
     from vit_lib.model import VisionTransformer, count_parameters
 
+    def truth_of(c: ViTConfig) -> int:
+        return count_parameters(VisionTransformer(c))
+
+    def _as_int(got: Any) -> int:
+        if isinstance(got, torch.Tensor):
+            got = int(got.item())
+        if not isinstance(got, int) or isinstance(got, bool):
+            raise Mismatch(f"return a whole number (int), got {type(got).__name__}")
+        return got
+
     def body() -> str:
         for c in EXERCISE_CONFIGS:
-            truth = count_parameters(VisionTransformer(c))
-            got = vit_parameters(c)
-            if isinstance(got, torch.Tensor):
-                got = int(got.item())
-            if not isinstance(got, int) or isinstance(got, bool):
-                raise Mismatch(f"return a whole number (int), got {type(got).__name__}")
+            truth = truth_of(c)
+            got = _as_int(vit_parameters(c))
             if got != truth:
                 diff = truth - got
+                hint = _parameter_hint(c, diff)
+                if c.pool == "cls" and diff == c.dim:
+                    # dim numbers missing: the CLS token (or its position row), or the patch
+                    # projection's bias. The same config with mean pooling tells them apart.
+                    mean = replace(c, pool="mean")
+                    if truth_of(mean) - _as_int(vit_parameters(mean)) == c.dim:
+                        hint = ("dim numbers are missing with mean pooling too, where there is "
+                                "no CLS token: the patch projection (a Conv2d) has a bias of dim "
+                                "numbers")
                 raise Mismatch(f"for {_describe(c)} you count {got:,}, the model has {truth:,} "
-                               f"(off by {diff:+,}): {_parameter_hint(c, diff)}")
+                               f"(off by {diff:+,}): {hint}")
         return (f"seed config -> {vit_parameters(ViTConfig()):,}; right for all "
                 f"{len(EXERCISE_CONFIGS)} configs")
     return run_check("parameters of a ViT config", body)
@@ -203,11 +219,17 @@ def check_output_shapes(output_shapes: Callable[[ViTConfig, int], dict]) -> Chec
                 if shape == expected:
                     continue
                 t, n = c.num_tokens, c.num_patches
+                side = c.image_size // c.patch_size
+                # the sequence axis: tokens [B, T, dim], attention [B, heads, T, T]
+                length = shape[1] if key == "tokens" and len(shape) == 3 else \
+                    shape[2] if key == "attention" and len(shape) == 4 else None
                 hint = "run the model once and compare"
-                if key in ("tokens", "attention") and c.pool == "cls" and n in shape and \
-                        t not in shape:
+                if length is not None and length in (side, side + 1) and side != n:
+                    hint = (f"the image is cut into a {side} x {side} grid, so there are "
+                            f"{side}**2 = {n} patches, not {side}: square the grid's side")
+                elif length is not None and c.pool == "cls" and length == n:
                     hint = f"did you forget the CLS token? {n} patches + 1 CLS = {t} tokens"
-                elif key in ("tokens", "attention") and c.pool == "mean" and n + 1 in shape:
+                elif length is not None and c.pool == "mean" and length == n + 1:
                     hint = (f"with pool='mean' there is no CLS token: the sequence is the "
                             f"{n} patches")
                 elif key == "attention" and len(shape) == 3:

@@ -8,7 +8,7 @@ raises on a wrong answer.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,15 @@ def check_warmup_cosine(fn: Callable[[int, int, float], float]) -> CheckResult:
             warmup_steps = int(warmup * total)
             for step in range(total):
                 expected = lr_factor(step, total, recipe)
-                got = _as_float(fn(step, total, warmup), f"your factor at step {step}")
+                try:
+                    got = _as_float(fn(step, total, warmup), f"your factor at step {step}")
+                except ZeroDivisionError:
+                    if warmup_steps == 0:
+                        raise Mismatch(f"with warmup {warmup} there are no warmup steps "
+                                       f"(int({warmup} * {total}) = 0) and your code divides by "
+                                       "zero: skip the ramp when warmup_steps is 0 and start the "
+                                       "cosine at step 0") from None
+                    raise
                 if math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
                     continue
                 where = (f"at step {step} of {total} with warmup {warmup} "
@@ -175,6 +183,24 @@ def _reference_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
     return loss.item()
 
 
+def _record_calls(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """A list that fills with 'backward', 'zero_grad' and 'step' in the order they happen."""
+    calls: list[str] = []
+    first = next(model.parameters())
+    first.register_post_accumulate_grad_hook(lambda _p: calls.append("backward"))
+    def recorded(name: str) -> Callable[..., Any]:
+        method = getattr(optimizer, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return method(*args, **kwargs)
+        return call
+
+    optimizer.zero_grad = recorded("zero_grad")       # type: ignore[method-assign]
+    optimizer.step = recorded("step")                 # type: ignore[method-assign]
+    return calls
+
+
 @exercise_check()
 def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor,
                                       torch.Tensor], float]) -> CheckResult:
@@ -203,9 +229,14 @@ def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Te
     def body() -> str:
         model, optimizer, x, y = setup()
         before = params(model)
+        calls = _record_calls(model, optimizer)        # the order of backward, zero_grad and step
         loss = _as_float(fn(model, optimizer, x, y), "the value your step returns (the loss)")
         after = params(model)
         if same(before, after):
+            if "backward" in calls and "zero_grad" in calls[calls.index("backward"):]:
+                raise Mismatch("optimizer.zero_grad() came after loss.backward(), so it cleared the "
+                               "gradients the step needed: clear them first (zero_grad -> backward "
+                               "-> step)")
             raise Mismatch("the parameters did not change: call loss.backward() and then "
                            "optimizer.step()")
         variants = {}

@@ -178,7 +178,15 @@ def check_head_distance(fn: Callable[[torch.Tensor, int, int], float]) -> CheckR
         for grid, patch, batch, seed in cases:
             weights = _random_maps(batch, 1, grid * grid + 1, 1, seed)[0][:, 0]   # [B, T, T]
             expected = float(mean_attention_distance([weights[:, None]], grid, patch)[0, 0])
-            raw = fn(weights.clone(), grid, patch)
+            try:
+                raw = fn(weights.clone(), grid, patch)
+            except RuntimeError as exc:
+                if "size of tensor" not in str(exc):
+                    raise
+                raise Mismatch(f"the weights are [B, {grid * grid + 1}, {grid * grid + 1}] with the "
+                               f"CLS token first, the distances between the {grid * grid} patch "
+                               "positions only: drop the CLS row and column, weights[:, 1:, 1:], "
+                               f"before combining them ({exc})") from None
             if isinstance(raw, torch.Tensor) and raw.numel() != 1:
                 raise Mismatch(f"return one number for the head, got a tensor of shape "
                                f"{list(raw.shape)}: average over queries and images with .mean()")
