@@ -22,8 +22,13 @@ invalid notebook, unknown lesson (one row for a file that could not be graded at
 Exit status 0 when the gradebook was written (whatever the students scored), 2 on a usage error,
 130 on Ctrl-C (after writing the gradebook of the notebooks graded until then).
 
-Not a security sandbox: the submission runs with your user's rights. The time limit and the
-temporary copy protect against accidents; run untrusted submissions inside a container.
+Isolation (vit_lib.classroom.sandbox, off with --no-sandbox): each kernel runs without network
+(unshare -n; the grader talks to it over Unix sockets), under --memory/--cpu-time/--file-size and,
+when the grader is root, as its own uid (200000 + n) with --procs, in a 0700 folder; the
+protections in force are printed to stderr. NOT yet prevented: a forged result (the checks run in
+the student's kernel and write VIT_LIB_RESULTS, a file it can write) and unbounded output.
+--jobs N grades N notebooks at once (threads, each driving one kernel with max(1, cores // N)
+OpenMP/MKL threads); rows are printed and written in the order the notebooks were found.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from vit_lib.classroom import sandbox
 from vit_lib.classroom.exercises.common import RESULTS_ENV, Exercise
 from vit_lib.classroom.notebooks import lesson_number
 from vit_lib.cli.common import Interrupted, positive_float, run_cli
@@ -172,7 +178,7 @@ def _cell_errors(nb: Any) -> list[str]:
 
 
 async def _run(nb: Any, workdir: Path, env: dict[str, str], limit: float,
-               log: Any = None) -> tuple[str, bool]:
+               log: Any = None, km: Any = None) -> tuple[str, bool]:
     """Execute nb in a new kernel; ('' or why it stopped early, whether it hit the limit).
 
     The limit covers the whole notebook: when it is reached the kernel is killed, then the
@@ -181,7 +187,7 @@ async def _run(nb: Any, workdir: Path, env: dict[str, str], limit: float,
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    km = _kernel_manager()
+    km = km if km is not None else _kernel_manager()
     client = NotebookClient(nb, km=km, timeout=int(limit) + 60, allow_errors=True,
                             kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(workdir)}})
@@ -198,7 +204,7 @@ async def _run(nb: Any, workdir: Path, env: dict[str, str], limit: float,
         if exc is None:
             return "", False
         if isinstance(exc, DeadKernelError):
-            return "the kernel died (the notebook crashed Python or ran out of memory)", False
+            return "the kernel died (the notebook crashed Python or ran out of memory)" + _bound_hit(km), False
         message = _ANSI.sub("", str(exc)).strip().splitlines()
         return f"the run failed: {type(exc).__name__}" + (f": {message[0][:200]}" if message else ""), False
     finally:
@@ -214,11 +220,27 @@ async def _run(nb: Any, workdir: Path, env: dict[str, str], limit: float,
             pass
 
 
+def _bound_hit(km: Any) -> str:
+    """' (...bound...)' when the kernel's exit signal says which resource limit killed it."""
+    import signal
+
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    code = process.poll() if process is not None else None
+    if code == -signal.SIGXCPU:
+        return ": it hit the CPU-time bound (--cpu-time)"
+    if code == -signal.SIGXFSZ:
+        return ": it hit the file-size bound (--file-size)"
+    return ""
+
+
 def run_notebook(nb: Any, name: str, limit: float = DEFAULT_TIMEOUT,
-                 executed_dir: Path | None = None, saved_as: str | None = None) -> Run:
+                 executed_dir: Path | None = None, saved_as: str | None = None,
+                 limits: sandbox.Limits | None = None, uid: int | None = None, threads: int | None = None) -> Run:
     """Run a copy of nb in a fresh kernel inside a new temporary folder; collect what it recorded.
 
     Whatever kernel the notebook's metadata names, it runs in this interpreter's ipykernel.
+    With limits, the kernel starts under vit_lib.classroom.sandbox (no network, resource limits,
+    and as `uid` when the grader is root), in a folder only that uid can open.
     With executed_dir, the executed notebook is saved there as `saved_as` (default: name).
     """
     import nbformat
@@ -229,12 +251,19 @@ def run_notebook(nb: Any, name: str, limit: float = DEFAULT_TIMEOUT,
         workdir = Path(tmp) / "work"
         workdir.mkdir()
         nbformat.write(nb, workdir / name)           # the copy the submission runs from
-        results_file = Path(tmp) / "results.jsonl"
+        results_file = workdir / ".vit-results.jsonl" if limits is not None else Path(tmp) / "results.jsonl"
         env = dict(os.environ, **{RESULTS_ENV: str(results_file)})
         env.pop("JPY_PARENT_PID", None)
+        if threads is not None:                      # torch reads OMP_NUM_THREADS for its intra-op pool
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        km = None
+        if limits is not None:
+            Path(tmp).chmod(0o711)                   # the kernel's uid may pass through, not list
+            env["HOME"] = str(workdir)
+            km = sandbox.kernel_manager(workdir, limits, uid)
         with open(Path(tmp) / "kernel.log", "wb") as log:   # the kernel's own stdout/stderr
             try:
-                run.stopped, run.timed_out = asyncio.run(_run(nb, workdir, env, limit, log))
+                run.stopped, run.timed_out = asyncio.run(_run(nb, workdir, env, limit, log, km))
             except Exception as exc:                 # e.g. no python3 kernel (ipykernel missing)
                 run.stopped = f"the kernel could not start: {type(exc).__name__}: {exc}"[:300]
         run.seconds = time.perf_counter() - start
@@ -283,7 +312,8 @@ def rows_for_run(file: str, lesson: str, exercises: Sequence[Exercise], run: Run
 
 
 def grade_file(path: Path, limit: float = DEFAULT_TIMEOUT, executed_dir: Path | None = None,
-               label: str | None = None) -> tuple[list[Row], Run | None]:
+               label: str | None = None, limits: sandbox.Limits | None = None,
+               uid: int | None = None, threads: int | None = None) -> tuple[list[Row], Run | None]:
     """Grade one submission: its rows (never raises on a bad submission) and the run, if any."""
     file = label or str(path)
     try:
@@ -298,7 +328,7 @@ def grade_file(path: Path, limit: float = DEFAULT_TIMEOUT, executed_dir: Path | 
                     f"{what}: vit_lib.classroom.exercises has no such lesson; set the notebook metadata "
                     "vit_lib.lesson or name the file NN_*.ipynb after its lesson")], None
     saved_as = re.sub(r"[^\w.-]+", "_", file).strip("_.") or path.name   # alice/01.ipynb -> alice_01.ipynb
-    run = run_notebook(nb, path.name, limit, executed_dir, saved_as)
+    run = run_notebook(nb, path.name, limit, executed_dir, saved_as, limits, uid, threads)
     return rows_for_run(file, lesson, exercises, run), run
 
 
@@ -353,12 +383,20 @@ def check_writable(out: Path) -> None:
         raise UsageError(f"--out {out}: {exc}; give a file in a folder you can write to") from None
 
 
+def _cores() -> int:
+    """The cores this process may use (its CPU affinity, which a container may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:                           # not Linux
+        return os.cpu_count() or 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vit_lib grade",
         description="Run submitted lesson notebooks, each in a fresh kernel with a time limit, "
-                    "and write a gradebook of their exercise checks. Not a security sandbox: "
-                    "run untrusted submissions inside a container.")
+                    "without network and under resource limits (as its own user when run as root), "
+                    "and write a gradebook of their exercise checks.")
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION_OR_FOLDER",
                         help="notebooks, or folders searched for *.ipynb")
     parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT,
@@ -368,25 +406,69 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the CSV gradebook to write (default gradebook.csv)")
     parser.add_argument("--executed", type=Path, default=None, metavar="FOLDER",
                         help="also save each executed notebook there, to read its errors")
+    parser.add_argument("--memory", default="2G", metavar="SIZE",
+                        help="memory bound of each kernel (RLIMIT_DATA; default 2G)")
+    parser.add_argument("--cpu-time", type=positive_float, default=None, metavar="SECONDS",
+                        help="CPU-time bound of each kernel (default: the --timeout)")
+    parser.add_argument("--procs", type=int, default=256, metavar="N",
+                        help="processes each submission's uid may run (default 256; needs root)")
+    parser.add_argument("--file-size", default="1G", metavar="SIZE",
+                        help="largest file a kernel may write (default 1G)")
+    parser.add_argument("--jobs", type=int, default=_cores(), metavar="N",
+                        help="notebooks graded at once (default: the number of cores); each kernel "
+                             "gets max(1, cores // N) threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run kernels as you, with network and no bounds (trusted notebooks only)")
     args = parser.parse_args(argv)
     paths = find_notebooks(args.submissions)
     check_writable(args.out)                 # before an hour of grading, not after
+    limits = None
+    if not args.no_sandbox:
+        if args.procs < 1:
+            raise UsageError(f"--procs {args.procs}: give a positive number of processes, e.g. 256")
+        limits = sandbox.Limits(memory=sandbox.parse_size(args.memory, "--memory"),
+                                cpu_seconds=int(args.cpu_time or args.timeout) + 1, procs=args.procs,
+                                file_size=sandbox.parse_size(args.file_size, "--file-size"))
+        protections = sandbox.detect()
+        if not protections.limits:
+            raise UsageError("prlimit is missing, so --memory/--cpu-time/--file-size cannot be enforced: "
+                             "install util-linux, or pass --no-sandbox for trusted notebooks")
+        print(protections.describe(), file=sys.stderr, flush=True)
 
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give a positive number of notebooks to grade at once, e.g. 2")
+    threads = max(1, _cores() // args.jobs)
     rows: list[Row] = []
     start = time.perf_counter()
-    for done, path in enumerate(paths):
-        try:
-            file_rows, run = grade_file(path, args.timeout, args.executed)
-        except KeyboardInterrupt:
-            write_gradebook(rows, args.out)
-            raise Interrupted(f"the gradebook of the {done} notebook(s) graded before was written "
-                              f"to {args.out}") from None
-        rows += file_rows
-        print(format_file(str(path), file_rows, run), flush=True)
-        print(flush=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(paths), unit="notebook", file=sys.stderr,
+               disable=args.no_progress or not sys.stderr.isatty())
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    futures = [pool.submit(grade_file, path, args.timeout, args.executed, None, limits,
+                           sandbox.submission_uid(index), threads) for index, path in enumerate(paths)]
+    try:
+        for path, future in zip(paths, futures, strict=True):     # in the order found: a stable gradebook
+            file_rows, run = future.result()
+            rows += file_rows
+            bar.update(1)
+            bar.write(format_file(str(path), file_rows, run) + "\n", file=sys.stdout)
+    except KeyboardInterrupt:
+        for future in futures:
+            future.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
+        write_gradebook(rows, args.out)
+        raise Interrupted(f"the gradebook of the {len({r.file for r in rows})} notebook(s) graded before was "
+                          f"written to {args.out}") from None
+    pool.shutdown()
+    bar.close()
     write_gradebook(rows, args.out)
     graded = [r for r in rows if r.exercise is not None]
-    print(f"{len(paths)} notebook(s) in {time.perf_counter() - start:.0f} s: "
+    print(f"{len(paths)} notebook(s) in {time.perf_counter() - start:.0f} s with --jobs {args.jobs}: "
           f"{sum(r.passed for r in graded)}/{len(graded)} exercises passed; "
           f"gradebook written to {args.out}")
     return 0
