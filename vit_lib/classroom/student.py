@@ -61,9 +61,9 @@ _MAGIC = re.compile(r"^(\s*)[%!]")
 SOLUTION_TALK = re.compile(r"\b(worked solution|the solution|solution (above|below)|reference solution|"
                            r"as the solution|see the solution)\b", re.IGNORECASE)
 BANNER_TAG = "student-edition-banner"
-BANNER = ("**Student edition** - the worked solutions are removed: write your answer where it says\n"
+BANNER = ("**Student edition** - every exercise is yours to write: put your answer where it says\n"
           "`# YOUR CODE HERE`, then run the check below it, which says whether it is right and,\n"
-          "if not, what is wrong. The full edition, with solutions and saved outputs, is\n"
+          "if not, what is wrong. The full edition of this lesson, with every cell run, is\n"
           "[`{full}`](../{full}).\n")
 
 
