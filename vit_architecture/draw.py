@@ -290,6 +290,11 @@ class _Map:
 
     def __init__(self, ax: plt.Axes, lesson: str) -> None:
         self.ax, self.lesson = ax, lesson
+        self.faces: dict[str, str] = {}     # state -> face of the first box drawn in that state
+
+    def seen(self, st: dict) -> None:
+        """Remember the face of a box in this state, for the legend's swatch."""
+        self.faces.setdefault(st["state"], st["face"])
 
     def style(self, built_in: str, part: str, kind: str) -> dict:
         """Colours and line widths of a part: box face and edge, text, and plain lines."""
@@ -307,6 +312,7 @@ class _Map:
             part: str, h: float = 6.4, size: float = 9.5) -> tuple[float, float]:
         """A rounded box from x0 to x1 centred at height yc; returns (x0, x1)."""
         st = self.style(built_in, part, kind)
+        self.seen(st)
         self.ax.add_patch(FancyBboxPatch(
             (x0, yc - h / 2), x1 - x0, h, boxstyle="round,pad=0,rounding_size=0.9",
             facecolor=st["face"], edgecolor=st["edge"], linewidth=st["lw"], zorder=2))
@@ -362,17 +368,6 @@ def draw_you_are_here(lesson: str, config: ViTConfig | None = None) -> plt.Figur
 
     ax.text(2, height - 2.6, f"You are here: lesson {lesson} · {LESSONS[lesson]}", ha="left",
             va="center", fontsize=13, weight="bold")
-    # Legend: the three states, on the line below the title.
-    lx, ly = 2.0, height - 6.2
-    for label, face, edge, lw in (("this lesson", COLOURS["attn"], HERE_EDGE, 2.4),
-                                  ("built in an earlier lesson", COLOURS["attn"], "#555555", 1.0),
-                                  ("still to come", LATER_FACE, LATER_EDGE, 1.0)):
-        ax.add_patch(FancyBboxPatch((lx, ly - 1.0), 2.6, 2.0,
-                                    boxstyle="round,pad=0,rounding_size=0.4", facecolor=face,
-                                    edgecolor=edge, linewidth=lw))
-        ax.text(lx + 3.3, ly, label, ha="left", va="center", fontsize=9)
-        lx += 3.3 + 0.62 * len(label) + 3.5
-
     # Row 1: the input image cut into patches, the patch embedding, CLS and position.
     y1 = 39.0
     st = m.style("00", "image", "input")
@@ -380,6 +375,7 @@ def draw_you_are_here(lesson: str, config: ViTConfig | None = None) -> plt.Figur
     left, top = 2.5, y1 + side / 2
     ax.add_patch(Rectangle((left, top - side), side, side, facecolor=st["face"],
                            edgecolor=st["edge"], linewidth=st["lw"], zorder=2))
+    m.seen(st)
     grid = m.style("01", "grid", "input")           # the patch grid is lesson 01's
     grid_colour = {"here": HERE_EDGE, "done": "#8a98b0", "later": LATER_EDGE}[grid["state"]]
     grid_lw = 1.6 if grid["state"] == "here" else 0.7
@@ -463,6 +459,21 @@ def draw_you_are_here(lesson: str, config: ViTConfig | None = None) -> plt.Figur
     train = m.style("05", "loss", "head")
     ax.text(66.0, y3 - 4.3, f"gradients update all {total:,} parameters", ha="center",
             va="center", fontsize=8.5, color=train["text"], style="italic")
+
+    # Legend, on the line below the title, drawn last: one swatch per state present in this map,
+    # filled like a box of the map in that state (the fill says what kind of part a box is, the
+    # frame says the state), so every swatch matches boxes of the picture.
+    lx, ly = 2.0, height - 6.2
+    for state, label, edge, lw in (("here", "this lesson", HERE_EDGE, 2.4),
+                                   ("done", "built in an earlier lesson", "#555555", 1.0),
+                                   ("later", "still to come", LATER_EDGE, 1.0)):
+        if state not in m.faces:
+            continue
+        ax.add_patch(FancyBboxPatch((lx, ly - 1.0), 2.6, 2.0,
+                                    boxstyle="round,pad=0,rounding_size=0.4", facecolor=m.faces[state],
+                                    edgecolor=edge, linewidth=lw))
+        ax.text(lx + 3.3, ly, label, ha="left", va="center", fontsize=9)
+        lx += 3.3 + 0.62 * len(label) + 3.5
 
     ax.text(width / 2, -1.6, _captions(c, total, recipe)[lesson], ha="center", va="top",
             fontsize=9.5, color="#222222")
