@@ -16,8 +16,9 @@ def image_to_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     b, c, h, w = images.shape
     p = patch_size
     if h % p or w % p:
-        raise ValueError(f"image of {h}x{w} pixels cannot be cut into {p}x{p} patches; "
-                         f"use a patch size that divides {h} and {w}")
+        sizes = [d for d in range(2, min(h, w)) if h % d == 0 and w % d == 0]   # the sizes that fit
+        raise ValueError(f"image of {h}x{w} pixels cannot be cut into {p}x{p} patches; use a patch "
+                         f"size that divides {h if h == w else f'{h} and {w}'} (e.g. {sizes})")
     x = images.reshape(b, c, h // p, p, w // p, p)      # [B, C, rows, P, cols, P]
     x = x.permute(0, 2, 4, 1, 3, 5)                    # [B, rows, cols, C, P, P]
     return x.reshape(b, (h // p) * (w // p), c * p * p)
