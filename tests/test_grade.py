@@ -56,17 +56,25 @@ def test_last_result_counts_and_missing_checks_say_why():
     assert [(r.exercise, r.status, r.passed) for r in rows] == [
         (1, "passed", True), (2, "not attempted", False), (3, "not run", False)]
     assert rows[0].feedback == "ok"
-    assert rows[2].feedback == ("its check check_three() never ran: first error: cell 7: "
+    assert rows[2].feedback == ("the grader could not check it: first error: cell 7: "
                                 "NameError: name 'x' is not defined")
-    never = rows_for_run("a.ipynb", "02", TABLE, Run())
-    assert never[0].feedback == "its check check_one() never ran: the notebook never called check_one()"
+    never = rows_for_run("a.ipynb", "02", TABLE, Run(missing={1: "the notebook does not define f"}))
+    assert never[0].feedback == "the grader could not check it: the notebook does not define f"
+    assert never[1].feedback == "the grader could not check it: the grader's check gave no answer"
+    unreadable = rows_for_run("a.ipynb", "02", TABLE, Run(unreadable="it is garbled"))
+    assert [(r.status, r.feedback) for r in unreadable] == [
+        ("failed", "the grader could not read what your code computed: it is garbled")] * 3
 
 
 def test_timeout_and_dead_kernel_rows():
     late = rows_for_run("a", "02", TABLE, Run(results=[_record(1, "passed")], timed_out=True,
                                               stopped="the notebook was stopped at the time limit of 5 s"))
     assert [r.status for r in late] == ["passed", "timed out", "timed out"]
-    assert late[1].feedback == "the notebook was stopped at the time limit of 5 s before its check ran"
+    assert late[1].feedback == ("the notebook was stopped at the time limit of 5 s before the grader "
+                                "checked this exercise")
+    loud = rows_for_run("a", "02", TABLE, Run(output_limit=10 * 1024**2, stopped="printed too much"))
+    assert [r.status for r in loud] == ["output limit"] * 3
+    assert loud[0].feedback.startswith("output limit (10 MB) exceeded")
     dead = rows_for_run("a", "02", TABLE, Run(stopped="the kernel died (x)"))
     assert [r.status for r in dead] == ["not run"] * 3 and "the kernel died" in dead[0].feedback
 
@@ -144,7 +152,8 @@ def test_table_and_totals():
 # With a kernel: small made-up notebooks
 
 CORRECT_PARAMS = ("from vit_lib.classroom.exercises.lesson02 import check_attention_params\n"
-                  "result = check_attention_params(lambda d, h, b=True: 4 * d * d + 3 * d * b + d)")
+                  "attention_params = lambda d, h, b=True: 4 * d * d + 3 * d * b + d\n"
+                  "result = check_attention_params(attention_params)")
 
 
 def test_loop_times_out_within_the_limit_and_bad_files_get_rows(tmp_path):
@@ -162,13 +171,14 @@ def test_loop_times_out_within_the_limit_and_bad_files_get_rows(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     by_file = [(Path(r["file"]).name, r["exercise"], r["status"], r["passed"]) for r in rows]
-    assert by_file == [("broken.ipynb", "", "invalid notebook", "false"),
+    assert by_file == [("broken.ipynb", "", "invalid notebook", "false"),   # the grader checks after the last cell
                        ("loop.ipynb", "1", "timed out", "false"),
-                       ("loop.ipynb", "2", "passed", "true"),
+                       ("loop.ipynb", "2", "timed out", "false"),
                        ("loop.ipynb", "3", "timed out", "false")]
-    assert rows[1]["feedback"] == "the notebook was stopped at the time limit of 20 s before its check ran"
+    assert rows[1]["feedback"] == ("the notebook was stopped at the time limit of 20 s before the grader "
+                                   "checked this exercise")
     assert list(rows[0]) == list(grade.COLUMNS)
-    assert "total: 1/3 passed" in proc.stdout and "gradebook written to" in proc.stdout
+    assert "total: 0/3 passed" in proc.stdout and "gradebook written to" in proc.stdout
     assert elapsed < 20 + 90, f"the whole run took {elapsed:.0f} s for a limit of 20 s"
     saved = list((tmp_path / "executed").glob("*.ipynb"))
     assert len(saved) == 1 and saved[0].name.endswith("submissions_loop.ipynb")
@@ -180,17 +190,17 @@ def test_dying_kernel_and_raising_cell(tmp_path, monkeypatch):
     dies = _write(tmp_path / "02_dies.ipynb", _notebook(CORRECT_PARAMS, "import os\nos._exit(1)",
                                                         "print('never')", lesson=None))
     rows, run = grade_file(dies, 120)
-    assert [r.status for r in rows] == ["not run", "passed", "not run"]
-    assert "the kernel died" in rows[0].feedback
+    assert [r.status for r in rows] == ["not run"] * 3    # a dead kernel leaves nothing to check
+    assert "the kernel died" in rows[1].feedback
     raises = _write(tmp_path / "02_raises.ipynb", _notebook(
         "1 / 0", CORRECT_PARAMS, "from vit_lib.classroom.exercises.lesson02 import check_masked_attention\n"
-        "result = check_masked_attention(None)",
+        "masked_attention = None\nresult = check_masked_attention(masked_attention)",
         "import os\nassert os.path.basename(os.getcwd()) == 'work' and 'vit-grade-' in os.getcwd()\n"
         "open('left-behind.txt', 'w').write('x')"))
     rows, run = grade_file(raises, 120)
     assert [r.status for r in rows] == ["not attempted", "passed", "not run"]
-    assert rows[2].feedback == ("its check check_split_merge_heads() never ran: first error: "
-                                "cell 0: ZeroDivisionError: division by zero")
+    assert rows[2].feedback == ("the grader could not check it: the notebook does not define split_heads; "
+                                "first error: cell 0: ZeroDivisionError: division by zero")
     assert run is not None and run.errors == ["cell 0: ZeroDivisionError: division by zero"]
     assert not (tmp_path / "left-behind.txt").exists(), "the notebook runs in a temporary folder"
 

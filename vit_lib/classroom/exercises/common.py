@@ -7,17 +7,21 @@ hint) and returns a `CheckResult`: truthy when passed, with `status` "passed", "
 
 An answer that is `None`, or a learner function that raises `NotImplementedError` (the stubs of
 the student edition), counts as "not attempted". Every result is also appended to `RESULTS`, and,
-when the environment variable `VIT_LIB_RESULTS` names a file, written to it as one JSON line: that
-is how `python -m vit_lib grade` reads the results of a notebook it ran in another process.
+when the environment variable `VIT_LIB_RESULTS` names a file, written to it as one JSON line, for
+the learner's own tools. `python -m vit_lib grade` ignores both: it decides every verdict itself
+(vit_lib.classroom.probe), running the same checks in its own process on what the learner's code
+returned for inputs drawn from a secret seed (`seeded`, `grading`).
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
 import os
+import random
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 
@@ -33,6 +37,7 @@ class Exercise:
     number: int
     title: str
     check: str
+    args: tuple[str, ...] = ()    # the check's arguments in the lesson notebook, e.g. ("count_patches",)
 
     @property
     def key(self) -> str:
@@ -59,6 +64,39 @@ class CheckResult:
 
 RESULTS: list[CheckResult] = []
 _CURRENT: contextvars.ContextVar[Exercise | None] = contextvars.ContextVar("exercise", default=None)
+# Set by the grader's probe and judge (vit_lib.classroom.probe): the secret added to every seed of
+# the checks' inputs, and whether a check stays silent and unrecorded.
+_SEED_OFFSET: contextvars.ContextVar[int] = contextvars.ContextVar("seed_offset", default=0)
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("quiet", default=False)
+
+
+def seeded(seed: int) -> int:
+    """The seed a check uses for its inputs: `seed` itself, plus the grader's secret when grading."""
+    return seed + _SEED_OFFSET.get()
+
+
+T = TypeVar("T")
+
+
+def grading_cases(cases: Sequence[T], draw: Callable[[random.Random], T], extra: int = 3) -> list[T]:
+    """The check's fixed cases, plus `extra` drawn by draw(rng) from the grader's secret while it
+    grades (none otherwise): inputs an answer hard-coded for the fixed cases cannot know."""
+    if not _SEED_OFFSET.get():
+        return list(cases)
+    rng = random.Random(_SEED_OFFSET.get())
+    return [*cases, *(draw(rng) for _ in range(extra))]
+
+
+@contextlib.contextmanager
+def grading(secret: int) -> Iterator[None]:
+    """Inside: checks draw their inputs with `secret` added to each seed, print nothing and record
+    nothing (the grader's probe and judge run them so)."""
+    offset, quiet = _SEED_OFFSET.set(secret), _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _SEED_OFFSET.reset(offset)
+        _QUIET.reset(quiet)
 
 
 class Mismatch(Exception):
@@ -70,6 +108,8 @@ class NotAttempted(Exception):
 
 
 def _record(result: CheckResult) -> CheckResult:
+    if _QUIET.get():
+        return result
     RESULTS.append(result)
     path = os.environ.get(RESULTS_ENV)
     if path:
@@ -132,7 +172,8 @@ def run_check(title: str, body: Callable[[], str | None]) -> CheckResult:
     else:
         status, feedback = "passed", detail or ""
     mark = "✓" if status == "passed" else "✗"
-    print(f"{mark} {title}" + (f": {feedback}" if feedback else ""))
+    if not _QUIET.get():
+        print(f"{mark} {title}" + (f": {feedback}" if feedback else ""))
     return _record(CheckResult(exercise.lesson if exercise else None,
                                exercise.number if exercise else None, title, status, feedback))
 

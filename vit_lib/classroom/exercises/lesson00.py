@@ -25,9 +25,10 @@ __all__ = ["check_class_counts", "check_normalize", "check_class_means"]
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
-    Exercise("00", 1, "class counts", "check_class_counts"),
-    Exercise("00", 2, "normalise a batch", "check_normalize"),
-    Exercise("00", 3, "mean image per class", "check_class_means"),
+    Exercise("00", 1, "class counts", "check_class_counts", ("test_counts", "y_test")),
+    Exercise("00", 2, "normalise a batch", "check_normalize",
+             ("batch_normalised", "images", "mnist.mean", "mnist.std")),
+    Exercise("00", 3, "mean image per class", "check_class_means", ("class_means", "x_train", "y_train")),
 )
 
 

@@ -6,6 +6,7 @@ line of feedback (✓ or ✗ with a hint) and returns True / False; it never rai
 from __future__ import annotations
 
 import math
+import random
 from typing import Callable
 
 import torch
@@ -19,16 +20,18 @@ from vit_lib.classroom.exercises.common import (
     expect_close,
     expect_shape,
     expect_tensor,
+    grading_cases,
     run_check,
+    seeded,
 )
 
 __all__ = ["check_masked_attention", "check_attention_params", "check_split_merge_heads"]
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
-    Exercise("02", 1, "attention with a mask", "check_masked_attention"),
-    Exercise("02", 2, "parameters of the attention layer", "check_attention_params"),
-    Exercise("02", 3, "split and merge heads", "check_split_merge_heads"),
+    Exercise("02", 1, "attention with a mask", "check_masked_attention", ("masked_attention",)),
+    Exercise("02", 2, "parameters of the attention layer", "check_attention_params", ("attention_params",)),
+    Exercise("02", 3, "split and merge heads", "check_split_merge_heads", ("split_heads", "merge_heads")),
 )
 
 
@@ -62,7 +65,7 @@ def check_masked_attention(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]])
     """
 
     def body() -> str:
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator().manual_seed(seeded(0))
         b, h, n, d = 2, 3, 6, 8
         q, k, v = (torch.randn(b, h, n, d, generator=g) for _ in range(3))
         causal = torch.ones(n, n, dtype=torch.bool).tril()
@@ -112,12 +115,17 @@ def check_masked_attention(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]])
 _PARAM_CASES = ((16, 4, True), (16, 1, True), (64, 8, True), (48, 3, False), (768, 12, True))
 
 
+def _draw_param_case(rng: random.Random) -> tuple[int, int, bool]:
+    heads = rng.randint(1, 8)
+    return heads * rng.randint(1, 12), heads, rng.random() < 0.5
+
+
 @exercise_check()
 def check_attention_params(fn: Callable[[int, int, bool], int]) -> CheckResult:
     """fn(dim, heads, qkv_bias) -> parameter count of MultiHeadSelfAttention(dim, heads, qkv_bias)."""
 
     def body() -> str:
-        for dim, heads, bias in _PARAM_CASES:
+        for dim, heads, bias in grading_cases(_PARAM_CASES, _draw_param_case):
             module = MultiHeadSelfAttention(dim, heads, qkv_bias=bias)
             expected = sum(p.numel() for p in module.parameters())
             got = fn(dim, heads, bias)
@@ -160,7 +168,7 @@ def check_split_merge_heads(split: Callable[[torch.Tensor, int], torch.Tensor],
     """
 
     def body() -> str:
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator().manual_seed(seeded(0))
         b, n, dim, heads = 2, 5, 12, 3
         d = dim // heads
         x = torch.randn(b, n, dim, generator=g)

@@ -17,7 +17,9 @@ from vit_lib.classroom.exercises.common import (
     exercise_check,
     expect_close,
     expect_shape,
+    grading_cases,
     run_check,
+    seeded,
 )
 
 __all__ = ["check_layer_norm", "check_post_norm_block", "check_block_parameters",
@@ -25,10 +27,10 @@ __all__ = ["check_layer_norm", "check_post_norm_block", "check_block_parameters"
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
-    Exercise("03", 1, "LayerNorm by hand", "check_layer_norm"),
-    Exercise("03", 2, "post-norm block", "check_post_norm_block"),
-    Exercise("03", 3, "parameters of one block", "check_block_parameters"),
-    Exercise("03", 4, "drop path", "check_drop_path"),
+    Exercise("03", 1, "LayerNorm by hand", "check_layer_norm", ("layer_norm",)),
+    Exercise("03", 2, "post-norm block", "check_post_norm_block", ("PostNormBlock",)),
+    Exercise("03", 3, "parameters of one block", "check_block_parameters", ("block_parameters",)),
+    Exercise("03", 4, "drop path", "check_drop_path", ("drop_path",)),
 )
 
 
@@ -45,7 +47,7 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> CheckResult:
     """Check `layer_norm(x, gamma, beta, eps)`: x [..., D], gamma/beta [D] -> [..., D],
     against torch.nn.functional.layer_norm on a batch of tokens."""
     def body() -> str:
-        g = torch.Generator().manual_seed(3)
+        g = torch.Generator().manual_seed(seeded(3))
         x = torch.randn(2, 5, 8, generator=g) * 3.0 + 1.5        # [B, N, D], far from N(0, 1)
         # one nearly constant token (variance ~1e-6, below eps = 1e-5): only there does it
         # matter whether eps goes inside the square root or outside
@@ -114,7 +116,7 @@ def check_post_norm_block(block_class: type[nn.Module]) -> CheckResult:
     norm1, attn, norm2, mlp: [B, N, dim] -> [B, N, dim], y = norm2(h + mlp(h)),
     h = norm1(x + attn(x))."""
     def body() -> str:
-        torch.manual_seed(0)
+        torch.manual_seed(seeded(0))
         block = block_class(16, 4, 64)
         missing = [n for n in ("norm1", "attn", "norm2", "mlp") if not hasattr(block, n)]
         if missing:
@@ -129,7 +131,7 @@ def check_post_norm_block(block_class: type[nn.Module]) -> CheckResult:
             token_rms = out.pow(2).mean(-1).sqrt()          # at init: gamma = 1, beta = 0
             # At init both LayerNorms are the same function, so swapping them would go unseen:
             # give each its own gamma and beta first.
-            g = torch.Generator().manual_seed(5)
+            g = torch.Generator().manual_seed(seeded(5))
             for norm in (block.norm1, block.norm2):
                 if getattr(norm, "weight", None) is not None:
                     norm.weight.copy_(torch.rand(norm.weight.shape, generator=g) + 0.5)
@@ -183,7 +185,8 @@ def check_block_parameters(block_parameters: Callable[[int, int], int]) -> Check
     from vit_lib.model import count_parameters
 
     def body() -> str:
-        for dim, mlp_dim in ((16, 64), (32, 128), (48, 96), (8, 8)):
+        for dim, mlp_dim in grading_cases(((16, 64), (32, 128), (48, 96), (8, 8)),
+                                          lambda rng: (4 * rng.randint(1, 16), rng.randint(1, 128))):
             heads = 4 if dim % 4 == 0 else 1
             truth = count_parameters(Block(dim, heads, mlp_dim))
             got = block_parameters(dim, mlp_dim)
@@ -238,7 +241,7 @@ def check_drop_path(drop_path: Callable[[torch.Tensor, float, bool], torch.Tenso
         out = drop_path(x.clone(), 0.25, False)
         expect_close(out, x, "in evaluation (training=False) your output",
                      hint="outside training drop path is the identity: return x unchanged")
-        torch.manual_seed(0)
+        torch.manual_seed(seeded(0))
         try:
             dropped_out = drop_path(x.clone(), 0.25, True)
         except RuntimeError as exc:

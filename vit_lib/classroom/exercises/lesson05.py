@@ -22,7 +22,9 @@ from vit_lib.classroom.exercises.common import (
     expect_close,
     expect_shape,
     expect_tensor,
+    grading_cases,
     run_check,
+    seeded,
 )
 from vit_lib.config import ViTConfig
 from vit_lib.engine import lr_factor
@@ -35,11 +37,11 @@ __all__ = ["check_warmup_cosine", "check_accuracy", "check_training_step",
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
-    Exercise("05", 1, "warmup + cosine schedule", "check_warmup_cosine"),
-    Exercise("05", 2, "accuracy from logits", "check_accuracy"),
-    Exercise("05", 3, "one training step", "check_training_step"),
-    Exercise("05", 4, "confusion matrix", "check_confusion_matrix"),
-    Exercise("05", 5, "gradient clipping", "check_clip_gradients"),
+    Exercise("05", 1, "warmup + cosine schedule", "check_warmup_cosine", ("warmup_cosine",)),
+    Exercise("05", 2, "accuracy from logits", "check_accuracy", ("accuracy",)),
+    Exercise("05", 3, "one training step", "check_training_step", ("training_step",)),
+    Exercise("05", 4, "confusion matrix", "check_confusion_matrix", ("confusion",)),
+    Exercise("05", 5, "gradient clipping", "check_clip_gradients", ("clip_gradients",)),
 )
 
 
@@ -64,7 +66,8 @@ def check_warmup_cosine(fn: Callable[[int, int, float], float]) -> CheckResult:
 
     warmup is a fraction of all steps (e.g. 0.05); the checks cover warmup 0 as well.
     """
-    cases = [(100, 0.05), (2350, 0.05), (40, 0.25), (30, 0.0)]
+    cases = grading_cases([(100, 0.05), (2350, 0.05), (40, 0.25), (30, 0.0)],
+                          lambda rng: (rng.randint(5, 300), rng.choice((0.0, 0.05, 0.1, 0.2, 0.3))))
 
     def body() -> str:
         for total, warmup in cases:
@@ -120,7 +123,7 @@ def check_warmup_cosine(fn: Callable[[int, int, float], float]) -> CheckResult:
 @exercise_check()
 def check_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> CheckResult:
     """fn(logits [B, C], labels [B]) -> accuracy in percent (0-100)."""
-    g = torch.Generator().manual_seed(5)
+    g = torch.Generator().manual_seed(seeded(5))
 
     def body() -> str:
         for batch, classes in ((8, 10), (10, 10), (37, 3)):
@@ -165,7 +168,7 @@ def check_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> CheckRe
 def _tiny_model() -> VisionTransformer:
     """A 1-block ViT for 8x8 images, always with the same weights; leaves the global RNG alone."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(seeded(0))
         return VisionTransformer(ViTConfig(image_size=8, patch_size=4, dim=8, depth=1, heads=2,
                                            mlp_dim=16))
 
@@ -183,22 +186,33 @@ def _reference_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
     return loss.item()
 
 
-def _record_calls(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
-    """A list that fills with 'backward', 'zero_grad' and 'step' in the order they happen."""
-    calls: list[str] = []
+_CALLS = ("backward", "zero_grad", "step")
+
+
+def _record_calls(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[], list[str]]:
+    """A function giving 'backward', 'zero_grad' and 'step' in the order they happened since.
+
+    The order is kept in a buffer of the model, so that it travels with what the learner's step
+    did to the model (python -m vit_lib grade replays that in its own process).
+    """
+    model.register_buffer("_step_calls", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    def note(name: str) -> None:
+        model._step_calls = torch.cat([model._step_calls, torch.tensor([_CALLS.index(name)])])
+
     first = next(model.parameters())
-    first.register_post_accumulate_grad_hook(lambda _p: calls.append("backward"))
+    first.register_post_accumulate_grad_hook(lambda _p: note("backward"))
     def recorded(name: str) -> Callable[..., Any]:
         method = getattr(optimizer, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            calls.append(name)
+            note(name)
             return method(*args, **kwargs)
         return call
 
     optimizer.zero_grad = recorded("zero_grad")       # type: ignore[method-assign]
     optimizer.step = recorded("step")                 # type: ignore[method-assign]
-    return calls
+    return lambda: [_CALLS[i] for i in model._step_calls.tolist()]
 
 
 @exercise_check()
@@ -212,7 +226,7 @@ def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Te
     def setup():
         model = _tiny_model()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-        g = torch.Generator().manual_seed(1)
+        g = torch.Generator().manual_seed(seeded(1))
         x_old = torch.randn(6, 1, 8, 8, generator=g)
         y_old = torch.randint(0, 10, (6,), generator=g)
         F.cross_entropy(model(x_old), y_old).backward()   # stale gradients from "the last batch"
@@ -229,9 +243,10 @@ def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Te
     def body() -> str:
         model, optimizer, x, y = setup()
         before = params(model)
-        calls = _record_calls(model, optimizer)        # the order of backward, zero_grad and step
+        order = _record_calls(model, optimizer)        # the order of backward, zero_grad and step
         loss = _as_float(fn(model, optimizer, x, y), "the value your step returns (the loss)")
         after = params(model)
+        calls = order()
         if same(before, after):
             if "backward" in calls and "zero_grad" in calls[calls.index("backward"):]:
                 raise Mismatch("optimizer.zero_grad() came after loss.backward(), so it cleared the "
@@ -271,7 +286,7 @@ def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Te
 def check_confusion_matrix(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> CheckResult:
     """fn(predictions [N], labels [N], num_classes) -> counts [num_classes, num_classes],
     row = true class, column = predicted class."""
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(seeded(3))
     classes = 5
     labels = torch.randint(0, classes - 1, (60,), generator=g)           # class 4 never appears
     predictions = torch.where(torch.rand(60, generator=g) < 0.7, labels,
@@ -304,7 +319,7 @@ def check_confusion_matrix(fn: Callable[[torch.Tensor, torch.Tensor, int], torch
 
 def _gradients(scale: float) -> list[torch.Tensor]:
     """Three parameters [4, 3], [3], [2, 2] whose gradients have global norm 5 * scale."""
-    g = torch.Generator().manual_seed(7)
+    g = torch.Generator().manual_seed(seeded(7))
     params = []
     for shape in ((4, 3), (3,), (2, 2)):
         p = torch.zeros(shape, requires_grad=True)

@@ -19,6 +19,7 @@ from vit_lib.classroom.exercises.common import (
     expect_shape,
     expect_tensor,
     run_check,
+    seeded,
 )
 from vit_lib.interpret import (
     attention_maps,
@@ -32,15 +33,15 @@ __all__ = ["check_plain_rollout", "check_most_attended_patch", "check_head_dista
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
-    Exercise("06", 1, "rollout without residual", "check_plain_rollout"),
-    Exercise("06", 2, "most attended patch", "check_most_attended_patch"),
-    Exercise("06", 3, "mean attention distance of one head", "check_head_distance"),
+    Exercise("06", 1, "rollout without residual", "check_plain_rollout", ("plain_rollout",)),
+    Exercise("06", 2, "most attended patch", "check_most_attended_patch", ("most_attended_patch", "model", "x[:6]")),
+    Exercise("06", 3, "mean attention distance of one head", "check_head_distance", ("head_distance",)),
 )
 
 
 def _random_maps(batch: int, heads: int, tokens: int, depth: int, seed: int) -> list[torch.Tensor]:
     """`depth` row-stochastic attention maps [batch, heads, tokens, tokens] (softmax of noise)."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seeded(seed))
     return [(2.0 * torch.randn(batch, heads, tokens, tokens, generator=g)).softmax(dim=-1)
             for _ in range(depth)]
 

@@ -7,11 +7,19 @@ Every check takes the learner's function, runs it, prints one line of feedback (
 from __future__ import annotations
 
 import math
+import random
 from typing import Callable, Sequence
 
 from torch import nn
 
-from vit_lib.classroom.exercises.common import CheckResult, Exercise, Mismatch, exercise_check, run_check
+from vit_lib.classroom.exercises.common import (
+    CheckResult,
+    Exercise,
+    Mismatch,
+    exercise_check,
+    grading_cases,
+    run_check,
+)
 from vit_lib.cnn import CNNConfig, ConvNet
 from vit_lib.config import ViTConfig
 from vit_lib.model import VisionTransformer
@@ -21,10 +29,10 @@ __all__ = ["check_conv_parameters", "check_receptive_field", "check_token_cost",
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
-    Exercise("07", 1, "parameters of a convolution", "check_conv_parameters"),
-    Exercise("07", 2, "receptive field of a stack of layers", "check_receptive_field"),
-    Exercise("07", 3, "tokens and attention cost of a patch size", "check_token_cost"),
-    Exercise("07", 4, "freeze the backbone for a linear probe", "check_freeze_backbone"),
+    Exercise("07", 1, "parameters of a convolution", "check_conv_parameters", ("conv_parameters",)),
+    Exercise("07", 2, "receptive field of a stack of layers", "check_receptive_field", ("receptive_field",)),
+    Exercise("07", 3, "tokens and attention cost of a patch size", "check_token_cost", ("token_cost",)),
+    Exercise("07", 4, "freeze the backbone for a linear probe", "check_freeze_backbone", ("freeze_backbone",)),
 )
 
 
@@ -47,8 +55,9 @@ def _whole_number(value: object, what: str) -> int:
 def check_conv_parameters(fn: Callable[[int, int, int, bool], int]) -> CheckResult:
     """fn(in_channels, out_channels, kernel_size, bias) -> the number of parameters of
     nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)."""
-    cases = [(1, 16, 3, False), (16, 32, 5, True), (3, 8, 1, True), (32, 32, 3, False),
-             (1, 16, 7, True)]
+    cases = grading_cases([(1, 16, 3, False), (16, 32, 5, True), (3, 8, 1, True), (32, 32, 3, False),
+                           (1, 16, 7, True)],
+                          lambda rng: (rng.randint(1, 16), rng.randint(1, 32), rng.randint(1, 7), rng.random() < 0.5))
 
     def body() -> str:
         for c_in, c_out, k, bias in cases:
@@ -109,6 +118,8 @@ def check_receptive_field(fn: Callable[[list[tuple[int, int]]], int]) -> CheckRe
         "two 3x3 convs per stage, two stages": [(3, 1), (3, 1), (2, 2), (3, 1), (3, 1)],
         "a 2x2 pool, a stride-2 3x3 conv, a 3x3 conv": [(2, 2), (3, 2), (3, 1)],
     }
+    drawn = grading_cases([], lambda rng: [(rng.randint(1, 7), rng.randint(1, 3)) for _ in range(rng.randint(1, 5))])
+    cases.update({f"the stack {layers}": layers for layers in drawn})
 
     def body() -> str:
         for name, layers in cases.items():
@@ -140,11 +151,16 @@ def check_receptive_field(fn: Callable[[list[tuple[int, int]]], int]) -> CheckRe
 # Exercise 3: tokens and attention cost
 # ---------------------------------------------------------------------------------------------
 
+def _draw_size_and_patch(rng: random.Random) -> tuple[int, int]:
+    patch = rng.randint(2, 16)
+    return patch * rng.randint(1, 16), patch
+
+
 @exercise_check()
 def check_token_cost(fn: Callable[[int, int], tuple[int, int]]) -> CheckResult:
     """fn(image_size, patch_size) -> (tokens, attention_entries) of a ViT with a CLS token:
     tokens = (image_size / patch_size)**2 + 1, entries = tokens**2 per head and image."""
-    cases = [(28, 7), (28, 4), (28, 14), (32, 4), (224, 16)]
+    cases = grading_cases([(28, 7), (28, 4), (28, 14), (32, 4), (224, 16)], _draw_size_and_patch)
 
     def body() -> str:
         for size, patch in cases:
