@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import best_options
 import cnn_vs_vit
 import run_all
+import seed_tuned_ablation
 from seed_reference import SeedViT
 
 from vit_lib.model import count_parameters
@@ -153,3 +154,24 @@ def test_seed_speedrun_is_the_search_candidate_it_names():
     assert replace(speedrun_search.CANDIDATES["b256 lr2e-2"], epochs=recipe.epochs) == recipe
     table = (ROOT / "benchmarks" / "speedrun_search.md").read_text(encoding="utf-8")
     assert "| b256 lr2e-2 | 0 | 3 |" in table          # the committed run: 3 epochs reached 97%
+
+
+def test_seed_tuned_ablation_rows_each_undo_one_change_and_the_table_is_the_json():
+    """Every row but the two ends changes seed-tuned's recipe back to the seed's value in the fields
+    it names (and nothing else), every run in the JSON is one of the planned ones, and the committed
+    table is what the JSON renders."""
+    from vit_lib.presets import get_preset
+
+    seed, tuned = get_preset("seed").recipe, get_preset("seed-tuned").recipe
+    for name, preset, changes in seed_tuned_ablation.ROWS[1:-1]:
+        assert preset == "seed-tuned" and changes, name
+        for field, value in changes.items():
+            assert getattr(tuned, field) != value, f"{name}: {field} is already {value} in seed-tuned"
+            if field != "schedule":          # the seed has no warmup, so 'constant' keeps it
+                assert getattr(seed, field) == value or field == "warmup", f"{name}: {field}"
+    results = json.loads(seed_tuned_ablation.RESULTS.read_text())
+    planned = {cnn_vs_vit.job_key(j) for j in seed_tuned_ablation.planned_jobs([0, 1, 2])}
+    assert set(results["runs"]) <= planned
+    assert results["summary"] == seed_tuned_ablation.summary(results)
+    assert seed_tuned_ablation.REPORT.read_text() == seed_tuned_ablation.report(results) + "\n", \
+        "benchmarks/seed_tuned_ablation.md is stale: python benchmarks/seed_tuned_ablation.py --report-only"
