@@ -38,8 +38,145 @@ def confusion(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int)
     return matrix
 
 
+def train_one_epoch_by_hand(model, loader, optimizer) -> dict[str, float]:
+    model.train()
+    seen, correct, loss_sum = 0, 0, 0.0
+    for x, y in loader:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(dim=1) == y).sum().item()
+    return {"loss": loss_sum / seen, "accuracy": 100.0 * correct / seen}
+
+
 def last_line(capsys) -> str:
     return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+# --- one training epoch -----------------------------------------------------------------------
+
+def _epoch(order: str = "right", train: bool = True, returns: str = "right"):  # noqa: ANN202
+    """An epoch function with one typical mistake: in the order of the calls, the mode or the result."""
+    def fn(model, loader, optimizer):  # noqa: ANN001, ANN202
+        if train:
+            model.train()
+        seen, correct, loss_sum, losses = 0, 0, 0.0, []
+        for x, y in loader:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if order == "right":
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            elif order == "no_zero_grad":
+                loss.backward()
+                optimizer.step()
+            elif order == "zero_grad_between":
+                loss.backward()
+                optimizer.zero_grad()
+                optimizer.step()
+            elif order == "step_first":               # a step without gradients: nothing moves
+                optimizer.zero_grad()
+                optimizer.step()
+                loss.backward()
+            elif order == "step_then_zero_grad":      # PyTorch itself refuses this order
+                optimizer.step()
+                optimizer.zero_grad()
+                loss.backward()
+            seen += len(y)
+            losses.append(loss.item())
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(dim=1) == y).sum().item()
+        result = {"loss": loss_sum / seen, "accuracy": 100.0 * correct / seen}
+        if returns == "last_loss":
+            result["loss"] = losses[-1]
+        elif returns == "mean_of_batches":
+            result["loss"] = sum(losses) / len(losses)
+        elif returns == "fraction":
+            result["accuracy"] = correct / seen
+        elif returns == "tuple":
+            return result["loss"], result["accuracy"]
+        return result
+    fn.__name__ = "_".join(["epoch", order] + ([] if train else ["no_train"])
+                           + ([] if returns == "right" else [returns]))
+    return fn
+
+
+def test_epoch_accepts_solution(capsys):
+    assert ex.check_train_one_epoch(train_one_epoch_by_hand)
+    line = last_line(capsys)
+    assert line.startswith("✓") and "bit for bit" in line
+
+
+def test_epoch_without_zero_grad(capsys):
+    assert not ex.check_train_one_epoch(_epoch("no_zero_grad"))
+    assert "accumulated from batch to batch" in last_line(capsys)
+
+
+def test_epoch_zero_grad_between_backward_and_step(capsys):
+    assert not ex.check_train_one_epoch(_epoch("zero_grad_between"))
+    assert "came between loss.backward() and optimizer.step()" in last_line(capsys)
+
+
+def test_epoch_step_before_backward(capsys):
+    assert not ex.check_train_one_epoch(_epoch("step_first"))
+    assert "optimizer.step() came before loss.backward()" in last_line(capsys)
+    assert not ex.check_train_one_epoch(_epoch("step_then_zero_grad"))
+    assert "changed the weights in place" in last_line(capsys)
+
+
+def test_epoch_step_with_the_previous_gradients(capsys):
+    def fn(model, loader, optimizer):  # noqa: ANN001, ANN202
+        model.train()
+        seen, correct, loss_sum = 0, 0, 0.0
+        for x, y in loader:
+            optimizer.step()                         # the gradients of the batch before
+            optimizer.zero_grad()
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(dim=1) == y).sum().item()
+        return {"loss": loss_sum / seen, "accuracy": 100.0 * correct / seen}
+    assert not ex.check_train_one_epoch(fn)
+    assert "optimizer.step() came before loss.backward()" in last_line(capsys)
+
+
+def test_epoch_without_model_train(capsys):
+    assert not ex.check_train_one_epoch(_epoch(train=False))
+    line = last_line(capsys)
+    assert "call model.train() first" in line and "no dropout" in line
+
+
+def test_epoch_last_batch_loss(capsys):
+    assert not ex.check_train_one_epoch(_epoch(returns="last_loss"))
+    assert "last batch's loss" in last_line(capsys)
+
+
+def test_epoch_mean_of_batch_losses(capsys):
+    assert not ex.check_train_one_epoch(_epoch(returns="mean_of_batches"))
+    assert "weight each batch's loss by its size" in last_line(capsys)
+
+
+def test_epoch_accuracy_as_fraction(capsys):
+    assert not ex.check_train_one_epoch(_epoch(returns="fraction"))
+    assert "multiply by 100" in last_line(capsys)
+
+
+def test_epoch_returns_a_tuple(capsys):
+    assert not ex.check_train_one_epoch(_epoch(returns="tuple"))
+    assert 'return a dict with the keys "loss" and "accuracy"' in last_line(capsys)
+
+
+def test_epoch_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    ex.check_train_one_epoch(train_one_epoch_by_hand)
+    assert torch.equal(state, torch.get_rng_state())
 
 
 # --- warmup + cosine --------------------------------------------------------------------------
@@ -260,20 +397,20 @@ def test_clip_not_in_place(capsys):
 # --- the exercise table and the not-attempted status --------------------------------------------
 
 def test_table_lists_every_check_in_order():
-    assert [e.check for e in ex.EXERCISES] == ["check_warmup_cosine", "check_accuracy",
-                                               "check_training_step", "check_confusion_matrix",
-                                               "check_clip_gradients"]
-    assert [e.number for e in ex.EXERCISES] == [1, 2, 3, 4, 5]
+    assert [e.check for e in ex.EXERCISES] == ["check_train_one_epoch", "check_warmup_cosine",
+                                               "check_accuracy", "check_training_step",
+                                               "check_confusion_matrix", "check_clip_gradients"]
+    assert [e.number for e in ex.EXERCISES] == [1, 2, 3, 4, 5, 6]
     assert all(hasattr(ex, e.check) for e in ex.EXERCISES)
 
 
 def test_stubs_are_not_attempted(capsys):
     def stub(*args):
         raise NotImplementedError()
-    for check in (ex.check_warmup_cosine, ex.check_accuracy, ex.check_training_step,
+    for check in (ex.check_train_one_epoch, ex.check_warmup_cosine, ex.check_accuracy, ex.check_training_step,
                   ex.check_confusion_matrix, ex.check_clip_gradients):
         result = check(stub)
         assert result.status == "not attempted" and not result
         assert "not attempted yet" in last_line(capsys)
     result = ex.check_clip_gradients(None)
-    assert result.status == "not attempted" and result.exercise == 5 and result.lesson == "05"
+    assert result.status == "not attempted" and result.exercise == 6 and result.lesson == "05"

@@ -76,7 +76,8 @@ SOLUTIONS: dict[str, dict[str, Any]] = {
            "block_parameters": t03.block_parameters, "drop_path": t03.drop_path},
     "04": {"vit_parameters": t04.vit_parameters, "mean_pool_logits": t04.mean_pool_logits,
            "output_shapes": t04.output_shapes, "position_similarity": t04.position_similarity},
-    "05": {"warmup_cosine": t05.warmup_cosine, "accuracy": t05.accuracy, "training_step": t05.training_step,
+    "05": {"train_one_epoch_by_hand": t05.train_one_epoch_by_hand,
+           "warmup_cosine": t05.warmup_cosine, "accuracy": t05.accuracy, "training_step": t05.training_step,
            "confusion": t05.confusion, "clip_gradients": t05.clip_gradients},
     "06": {"plain_rollout": t06.plain_rollout, "most_attended_patch": t06.most_attended_patch,
            "model": MODEL, "x": IMAGES, "head_distance": t06.head_distance},
@@ -104,11 +105,12 @@ MISTAKES: dict[tuple[str, int], dict[str, Any]] = {
     ("04", 2): {"mean_pool_logits": lambda model, images: model.head(model.forward_features(images)[:, 0])},
     ("04", 3): {"output_shapes": t04._forgot_cls},
     ("04", 4): {"position_similarity": lambda table: table @ table.T},
-    ("05", 1): {"warmup_cosine": lambda step, total, warmup: 1.0},
-    ("05", 2): {"accuracy": lambda logits, labels: (logits.argmax(1) == labels).float().mean().item()},
-    ("05", 3): {"training_step": _no_zero_grad},
-    ("05", 4): {"confusion": lambda p, t, n: t05.confusion(p, t, n).T},
-    ("05", 5): {"clip_gradients": _clip_each},
+    ("05", 1): {"train_one_epoch_by_hand": t05._epoch("no_zero_grad")},
+    ("05", 2): {"warmup_cosine": lambda step, total, warmup: 1.0},
+    ("05", 3): {"accuracy": lambda logits, labels: (logits.argmax(1) == labels).float().mean().item()},
+    ("05", 4): {"training_step": _no_zero_grad},
+    ("05", 5): {"confusion": lambda p, t, n: t05.confusion(p, t, n).T},
+    ("05", 6): {"clip_gradients": _clip_each},
     ("06", 1): {"plain_rollout": lambda maps: maps[-1].mean(dim=1)},
     ("06", 2): {"most_attended_patch": lambda model, image: (0, 0)},
     ("06", 3): {"head_distance": lambda w, g, p: t06.head_distance(w, g, 1)},
@@ -167,7 +169,7 @@ def test_solution_passes_and_mistake_fails_with_the_checks_own_words(lesson: str
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("lesson,number", [("01", 3), ("03", 2), ("05", 3), ("07", 4)])
+@pytest.mark.parametrize("lesson,number", [("01", 3), ("03", 2), ("05", 1), ("05", 4), ("07", 4)])
 def test_stubs_none_and_missing_names(lesson: str, number: int) -> None:
     module, ex = _exercise(lesson, number)
     name = ex.args[0]
@@ -270,14 +272,18 @@ def _numpy_count(c_in: int, c_out: int, k: int, bias: bool) -> Any:
 
 
 TRICKY = [  # answers whose verdict depends on more than a returned tensor
-    (("05", 3), {"training_step": _zero_grad_between}),           # the order of calls on the optimizer
+    (("05", 4), {"training_step": _zero_grad_between}),           # the order of calls on the optimizer
+    (("05", 1), {"train_one_epoch_by_hand": t05._epoch("zero_grad_between")}),  # the same, over an epoch
+    (("05", 1), {"train_one_epoch_by_hand": t05._epoch("step_then_zero_grad")}),  # the learner's RuntimeError
+    (("05", 1), {"train_one_epoch_by_hand": t05._epoch(train=False)}),  # the model's mode, changed in place
+    (("05", 1), {"train_one_epoch_by_hand": t05._epoch(returns="mean_of_batches")}),  # a returned dict
     (("03", 2), {"PostNormBlock": t03.BadNames}),                  # hasattr on the learner's block
     (("03", 2), {"PostNormBlock": t03.SwappedNorms}),              # the check sets the block's LayerNorms
     (("03", 2), {"PostNormBlock": t03._StubBlock}),                # a stub class: not attempted
     (("02", 2), {"attention_params": _raises_key_error}),          # the learner's exception, named
     (("07", 1), {"conv_parameters": _numpy_count}),                # a numpy integer is not an int
     (("07", 4), {"freeze_backbone": t07.freeze_backbone}),         # requires_grad changed in place
-    (("05", 5), {"clip_gradients": t05.clip_gradients}),           # gradients scaled in place
+    (("05", 6), {"clip_gradients": t05.clip_gradients}),           # gradients scaled in place
 ]
 
 

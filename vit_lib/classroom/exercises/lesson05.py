@@ -1,5 +1,5 @@
-"""Checks for the exercises of notebook 05 (training): schedule, accuracy, one step, confusion
-matrix, gradient clipping.
+"""Checks for the exercises of notebook 05 (training): a training epoch, schedule, accuracy, one
+step, confusion matrix, gradient clipping.
 
 Every check takes the learner's function, runs it on inputs of its own, prints one line of
 feedback ('✓ ...' or '✗ ...' with a hint) and returns a CheckResult (truthy when passed); none
@@ -27,21 +27,22 @@ from vit_lib.classroom.exercises.common import (
     seeded,
 )
 from vit_lib.config import ViTConfig
-from vit_lib.engine import lr_factor
+from vit_lib.engine import lr_factor, train_one_epoch
 from vit_lib.machinery.plots import confusion_matrix
 from vit_lib.model import VisionTransformer
 from vit_lib.presets import Recipe
 
-__all__ = ["check_warmup_cosine", "check_accuracy", "check_training_step",
+__all__ = ["check_train_one_epoch", "check_warmup_cosine", "check_accuracy", "check_training_step",
            "check_confusion_matrix", "check_clip_gradients"]
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
-    Exercise("05", 1, "warmup + cosine schedule", "check_warmup_cosine", ("warmup_cosine",)),
-    Exercise("05", 2, "accuracy from logits", "check_accuracy", ("accuracy",)),
-    Exercise("05", 3, "one training step", "check_training_step", ("training_step",)),
-    Exercise("05", 4, "confusion matrix", "check_confusion_matrix", ("confusion",)),
-    Exercise("05", 5, "gradient clipping", "check_clip_gradients", ("clip_gradients",)),
+    Exercise("05", 1, "one training epoch", "check_train_one_epoch", ("train_one_epoch_by_hand",)),
+    Exercise("05", 2, "warmup + cosine schedule", "check_warmup_cosine", ("warmup_cosine",)),
+    Exercise("05", 3, "accuracy from logits", "check_accuracy", ("accuracy",)),
+    Exercise("05", 4, "one training step", "check_training_step", ("training_step",)),
+    Exercise("05", 5, "confusion matrix", "check_confusion_matrix", ("confusion",)),
+    Exercise("05", 6, "gradient clipping", "check_clip_gradients", ("clip_gradients",)),
 )
 
 
@@ -57,7 +58,164 @@ def _as_float(value: object, what: str) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 1: linear warmup, then cosine decay to 0
+# Exercise 1: one training epoch (compared bit for bit with vit_lib.engine.train_one_epoch)
+# ---------------------------------------------------------------------------------------------
+
+def _epoch_batches(g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Five batches of 8x8 images: four of 6 and a last one of 3, as a loader's last batch can be."""
+    return [(torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g))
+            for n in (6, 6, 6, 6, 3)]
+
+
+def _reference_epoch(model: nn.Module, optimizer: torch.optim.Optimizer,
+                     batches: list[tuple[torch.Tensor, torch.Tensor]], order: str = "right") -> list[float]:
+    """The batch losses of an epoch done right, or with one of the typical mistakes of the order."""
+    losses = []
+    for x, y in batches:
+        if order == "step_first":                  # step with the previous batch's gradients
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        losses.append(loss.item())
+        if order == "stale":                       # zero_grad forgotten
+            loss.backward()
+            optimizer.step()
+        elif order == "step_first":
+            loss.backward()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return losses
+
+
+@exercise_check()
+def check_train_one_epoch(fn: Callable[[nn.Module, Any, torch.optim.Optimizer], dict[str, float]]) -> CheckResult:
+    """fn(model, loader, optimizer) -> {"loss": mean loss per image, "accuracy": % correct}.
+
+    Run on a small ViT with Adam over five batches (the last one smaller), starting from the
+    gradients a previous batch left behind and in evaluation mode (as evaluate leaves a model);
+    the weights afterwards must equal, bit for bit (torch.equal), those after
+    vit_lib.engine.train_one_epoch on the same model, batches and optimiser.
+    """
+    def setup() -> tuple[nn.Module, torch.optim.Optimizer, list[tuple[torch.Tensor, torch.Tensor]]]:
+        model = _tiny_model()
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        g = torch.Generator().manual_seed(seeded(11))
+        x_old, y_old = torch.randn(6, 1, 8, 8, generator=g), torch.randint(0, 10, (6,), generator=g)
+        F.cross_entropy(model(x_old), y_old).backward()    # stale gradients from "the last batch"
+        model.eval()                                       # as evaluate() leaves it
+        return model, optimizer, _epoch_batches(g)
+
+    def params(model: nn.Module) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in model.parameters()]
+
+    def equal(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+    def body() -> str:
+        model, optimizer, batches = setup()
+        before = params(model)
+        order = _record_calls(model, optimizer)
+        try:
+            returned = fn(model, batches, optimizer)
+        except RuntimeError as exc:
+            calls = order()
+            if ("inplace operation" in str(exc) and "step" in calls
+                    and ("backward" not in calls or calls.index("step") < calls.index("backward"))):
+                raise Mismatch("optimizer.step() changed the weights in place after the forward "
+                               "pass and before loss.backward(), which still needed them "
+                               "(PyTorch's RuntimeError 'modified by an inplace operation'): per "
+                               "batch forward -> loss -> zero_grad -> backward -> step") from None
+            raise
+        after, calls, training = params(model), order(), model.training
+
+        ref_model, ref_optimizer, ref_batches = setup()
+        expected = train_one_epoch(ref_model, ref_batches, ref_optimizer)
+        ref_params = params(ref_model)
+        if not equal(after, ref_params):
+            step_first = "step" in calls and ("backward" not in calls
+                                              or calls.index("step") < calls.index("backward"))
+            if equal(before, after):
+                if step_first:
+                    raise Mismatch("the weights did not change: optimizer.step() came before "
+                                   "loss.backward(), when there were no gradients to step with; "
+                                   "per batch: zero_grad -> backward -> step")
+                if "backward" in calls and "zero_grad" in calls[calls.index("backward"):]:
+                    raise Mismatch("the weights did not change: optimizer.zero_grad() came between "
+                                   "loss.backward() and optimizer.step(), so it cleared the gradients "
+                                   "the step needed; per batch: zero_grad -> backward -> step")
+                raise Mismatch("the weights did not change: for every batch call loss.backward() "
+                               "and then optimizer.step()")
+            if step_first:
+                raise Mismatch("optimizer.step() came before loss.backward(), so each step used "
+                               "the gradients of the batch before (the first one stale gradients "
+                               "left on the model): per batch zero_grad -> backward -> step")
+            variants = {}
+            for name in ("stale", "step_first"):
+                m, opt, b = setup()
+                _reference_epoch(m, opt, b, order=name)
+                variants[name] = params(m)
+            if equal(after, variants["stale"]):
+                raise Mismatch("the gradients accumulated from batch to batch (backward() adds to "
+                               ".grad): call optimizer.zero_grad() before every loss.backward()")
+            if equal(after, variants["step_first"]):
+                raise Mismatch("each step used the gradients of the batch before: per batch "
+                               "zero_grad -> backward -> step")
+            worst = max((p - q).abs().max().item() for p, q in zip(after, ref_params, strict=True))
+            if worst < 1e-4:
+                raise Mismatch(f"your weights differ from the library's by up to {worst:.1e}, close "
+                               "but not bit for bit: compute the loss with F.cross_entropy(logits, "
+                               "labels) on the raw logits, once per batch, and update with "
+                               "zero_grad -> backward -> step, nothing else")
+            raise Mismatch(f"your weights differ from the library's by up to {worst:.2g}: per batch "
+                           "forward -> F.cross_entropy(logits, labels) -> zero_grad -> backward "
+                           "-> step, one step per batch, every batch once")
+        if not training:
+            raise Mismatch("the weights are right, but the model is still in evaluation mode: call "
+                           "model.train() first. Here it changes no number, because this model has "
+                           "no dropout (and no drop path), which is the only thing the mode switches; "
+                           "but evaluate() leaves a model in evaluation mode, and a model with dropout "
+                           "would then train without it")
+        if not isinstance(returned, dict) or not {"loss", "accuracy"} <= set(returned):
+            raise Mismatch("the weights are right; now return a dict with the keys \"loss\" and "
+                           "\"accuracy\", e.g. {\"loss\": loss_sum / seen, \"accuracy\": 100 * correct / seen}")
+        loss = _as_float(returned["loss"], 'your "loss"')
+        acc = _as_float(returned["accuracy"], 'your "accuracy"')
+        losses = _reference_epoch(*setup())
+        sizes = [len(y) for _, y in batches]
+        if not math.isclose(loss, expected["loss"], rel_tol=1e-6, abs_tol=1e-9):
+            if math.isclose(loss, losses[-1], rel_tol=1e-6):
+                hint = ("that is the last batch's loss: sum loss.item() * len(y) over the batches "
+                        "and divide by the number of images at the end")
+            elif math.isclose(loss, sum(losses) / len(losses), rel_tol=1e-6):
+                hint = ("that is the mean of the batch losses, which counts the last, smaller "
+                        f"batch ({sizes[-1]} images) as much as a full one: weight each batch's "
+                        "loss by its size, sum(loss.item() * len(y)) / images seen")
+            elif math.isclose(loss, sum(loss * n for loss, n in zip(losses, sizes, strict=True)),
+                              rel_tol=1e-6):
+                hint = "that is the sum over the images: divide by the number of images seen"
+            else:
+                hint = "the mean loss per image over the epoch: sum(loss.item() * len(y)) / images seen"
+            raise Mismatch(f'the weights are right, but your "loss" is {loss:.6g}, expected '
+                           f'{expected["loss"]:.6g}: {hint}')
+        if not math.isclose(acc, expected["accuracy"], abs_tol=1e-6):
+            if math.isclose(acc * 100, expected["accuracy"], abs_tol=1e-6):
+                hint = "you returned a fraction; multiply by 100 for percent"
+            else:
+                hint = ("count the correct predictions of each batch with the logits of its "
+                        "forward pass, (logits.argmax(dim=1) == y).sum(), and return "
+                        "100 * correct / images seen")
+            raise Mismatch(f'the weights and the loss are right, but your "accuracy" is {acc:.6g}, '
+                           f'expected {expected["accuracy"]:.6g}: {hint}')
+        return (f"the weights equal vit_lib's bit for bit after {len(batches)} batches, and the "
+                "returned mean loss and accuracy are right")
+
+    return run_check("one training epoch", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 2: linear warmup, then cosine decay to 0
 # ---------------------------------------------------------------------------------------------
 
 @exercise_check()
@@ -117,7 +275,7 @@ def check_warmup_cosine(fn: Callable[[int, int, float], float]) -> CheckResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 2: accuracy from logits
+# Exercise 3: accuracy from logits
 # ---------------------------------------------------------------------------------------------
 
 @exercise_check()
@@ -162,7 +320,7 @@ def check_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> CheckRe
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 3: one training step
+# Exercise 4: one training step
 # ---------------------------------------------------------------------------------------------
 
 def _tiny_model() -> VisionTransformer:
@@ -279,7 +437,7 @@ def check_training_step(fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Te
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 4: confusion matrix by hand
+# Exercise 5: confusion matrix by hand
 # ---------------------------------------------------------------------------------------------
 
 @exercise_check()
@@ -314,7 +472,7 @@ def check_confusion_matrix(fn: Callable[[torch.Tensor, torch.Tensor, int], torch
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 5: gradient clipping by the global norm
+# Exercise 6: gradient clipping by the global norm
 # ---------------------------------------------------------------------------------------------
 
 def _gradients(scale: float) -> list[torch.Tensor]:
