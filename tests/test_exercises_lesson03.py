@@ -220,3 +220,233 @@ def test_exercise_3_question_is_answered_in_its_worked_solution():
     # the question of exercise 3 is answered after its solution, inside the solution block
     answer = next(t for t in text if t.startswith("**Why do the heads not appear?**"))
     assert tags[text.index(answer)] == ["solution"] and "3,280" in answer
+
+
+# ---------------------------------------------------------------- RMSNorm
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+
+
+def _rms_variant(scale) -> type[nn.Module]:  # noqa: ANN001
+    """An RMSNorm whose forward is `scale(x, eps) * weight`."""
+    class Variant(RMSNorm):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return scale(x, self.eps) * self.weight
+    return Variant
+
+
+class RMSNormWithBias(RMSNorm):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__(dim, eps)
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + self.bias
+
+
+class RMSNormPlainWeight(RMSNorm):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__(dim, eps)
+        del self.weight
+        self.weight = torch.ones(dim)            # not an nn.Parameter: never trained
+
+
+class RMSNormFixedEps(RMSNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-6) * self.weight
+
+
+def test_rms_norm_accepts_solution(capsys):
+    assert lesson03.check_rms_norm(RMSNorm).passed is True
+    out = _feedback(capsys)
+    assert out.startswith("✓ RMSNorm: matches F.rms_norm") and "8 learned numbers" in out
+    assert "RMS 1.00" in out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_rms_variant(lambda x, eps: (x - x.mean(-1, keepdim=True))
+                  / torch.sqrt((x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True) + eps)),
+     "that is LayerNorm"),
+    (_rms_variant(lambda x, eps: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps)),
+     "eps goes inside the square root"),
+    (_rms_variant(lambda x, eps: x / x.pow(2).mean(-1, keepdim=True).sqrt()), "eps is missing"),
+    (_rms_variant(lambda x, eps: x / (x.pow(2).mean(-1, keepdim=True) + eps)), "square root is missing"),
+    (_rms_variant(lambda x, eps: x / torch.sqrt(x.pow(2).mean(1, keepdim=True) + eps)), "over the tokens"),
+    (_rms_variant(lambda x, eps: x / torch.sqrt(x.pow(2).mean() + eps)), "over the whole tensor"),
+    (_rms_variant(lambda x, eps: x / torch.sqrt(x.pow(2).mean(-1) + eps)), "keepdim=True"),
+    (_rms_variant(lambda x, eps: x / torch.sqrt(x.pow(2).sum(-1, keepdim=True) + eps)), "MEAN"),
+    (RMSNormWithBias, "no bias"),
+    (RMSNormPlainWeight, "nn.Parameter"),
+    (RMSNormFixedEps, "use the eps given"),
+])
+def test_rms_norm_rejects_mistakes(capsys, wrong, hint):
+    assert lesson03.check_rms_norm(wrong).passed is False
+    out = _feedback(capsys)
+    assert out.startswith("✗ RMSNorm") and hint in out
+
+
+# ---------------------------------------------------------------- LayerScale block
+
+class LayerScaleBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, init: float = 1e-5) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadSelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_dim)
+        self.scale1 = nn.Parameter(init * torch.ones(dim))
+        self.scale2 = nn.Parameter(init * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.scale1 * self.attn(self.norm1(x))
+        return x + self.scale2 * self.mlp(self.norm2(x))
+
+
+class ScaleAfterResidual(LayerScaleBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.scale1 * (x + self.attn(self.norm1(x)))
+        return self.scale2 * (x + self.mlp(self.norm2(x)))
+
+
+class ScaleBeforeNorm(LayerScaleBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(self.scale1 * x))
+        return x + self.mlp(self.norm2(self.scale2 * x))
+
+
+class SwappedScales(LayerScaleBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.scale2 * self.attn(self.norm1(x))
+        return x + self.scale1 * self.mlp(self.norm2(x))
+
+
+class ScalesNotParameters(LayerScaleBlock):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, init: float = 1e-5) -> None:
+        super().__init__(dim, heads, mlp_dim, init)
+        del self.scale1, self.scale2
+        self.scale1 = init * torch.ones(dim)        # plain tensors: the optimiser never sees them
+        self.scale2 = init * torch.ones(dim)
+
+
+class OneNumberScales(LayerScaleBlock):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, init: float = 1e-5) -> None:
+        super().__init__(dim, heads, mlp_dim, init)
+        self.scale1 = nn.Parameter(torch.full((1,), init))
+        self.scale2 = nn.Parameter(torch.full((1,), init))
+
+
+class ScalesStartAtOne(LayerScaleBlock):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, init: float = 1e-5) -> None:
+        super().__init__(dim, heads, mlp_dim, 1.0)
+
+
+class OwnMLP(LayerScaleBlock):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, init: float = 1e-5) -> None:
+        super().__init__(dim, heads, mlp_dim, init)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+
+def test_layer_scale_block_accepts_solution(capsys):
+    assert lesson03.check_layer_scale_block(LayerScaleBlock).passed is True
+    out = _feedback(capsys)
+    assert out.startswith("✓ LayerScale block") and "3,312 parameters" in out and "changes the check's tokens by" in out
+
+
+def test_layer_scale_block_built_on_block_passes(capsys):
+    """Subclassing the lesson's Block, as many learners will, is just as right."""
+    from vit_lib.block import Block
+
+    class FromBlock(Block):
+        def __init__(self, dim: int, heads: int, mlp_dim: int, init: float = 1e-5) -> None:
+            super().__init__(dim, heads, mlp_dim)
+            self.scale1 = nn.Parameter(torch.full((dim,), init))
+            self.scale2 = nn.Parameter(torch.full((dim,), init))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x + self.drop_path(self.scale1 * self.attn(self.norm1(x)))
+            return x + self.drop_path(self.scale2 * self.mlp(self.norm2(x)))
+
+    assert lesson03.check_layer_scale_block(FromBlock).passed is True
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (ScaleAfterResidual, "after the residual addition"),
+    (ScaleBeforeNorm, "before the LayerNorm"),
+    (SwappedScales, "swapped"),
+    (ScalesNotParameters, "not a learned parameter"),
+    (OneNumberScales, "one scale per channel"),
+    (ScalesStartAtOne, "should start at init"),
+    (PreNormBlock, "no attribute"),
+    (OwnMLP, "do not fit"),
+])
+def test_layer_scale_block_rejects_mistakes(capsys, wrong, hint):
+    assert lesson03.check_layer_scale_block(wrong).passed is False
+    out = _feedback(capsys)
+    assert out.startswith("✗ LayerScale block") and hint in out
+
+
+# ---------------------------------------------------------------- parallel block
+
+class ParallelBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = MultiHeadSelfAttention(dim, heads)
+        self.mlp = MLP(dim, mlp_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        return x + self.attn(h) + self.mlp(h)
+
+
+class SequentialShared(ParallelBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm(x))
+        return x + self.mlp(self.norm(x))
+
+
+class NoResidualParallel(ParallelBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        return self.attn(h) + self.mlp(h)
+
+
+class TwoNormsParallel(ParallelBlock):
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__(dim, heads, mlp_dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(self.norm(x)) + self.mlp(self.norm2(x))
+
+
+class UnnormalisedMLP(ParallelBlock):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(self.norm(x)) + self.mlp(x)
+
+
+def test_parallel_block_accepts_solution(capsys):
+    assert lesson03.check_parallel_block(ParallelBlock).passed is True
+    out = _feedback(capsys)
+    assert out.startswith("✓ parallel block") and "3,248 parameters" in out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (SequentialShared, "that is the sequential block"),
+    (NoResidualParallel, "the residual is missing"),
+    (TwoNormsParallel, "second LayerNorm"),
+    (UnnormalisedMLP, "the MLP reads x unnormalised"),
+    (PreNormBlock, "ONE LayerNorm, shared"),
+])
+def test_parallel_block_rejects_mistakes(capsys, wrong, hint):
+    assert lesson03.check_parallel_block(wrong).passed is False
+    out = _feedback(capsys)
+    assert out.startswith("✗ parallel block") and hint in out

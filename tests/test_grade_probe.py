@@ -73,7 +73,8 @@ SOLUTIONS: dict[str, dict[str, Any]] = {
     "02": {"masked_attention": t02.masked_attention, "attention_params": t02.attention_params,
            "split_heads": t02.split_heads, "merge_heads": t02.merge_heads},
     "03": {"layer_norm": t03.layer_norm, "PostNormBlock": t03.PostNormBlock,
-           "block_parameters": t03.block_parameters, "drop_path": t03.drop_path},
+           "block_parameters": t03.block_parameters, "drop_path": t03.drop_path, "RMSNorm": t03.RMSNorm,
+           "LayerScaleBlock": t03.LayerScaleBlock, "ParallelBlock": t03.ParallelBlock},
     "04": {"vit_parameters": t04.vit_parameters, "mean_pool_logits": t04.mean_pool_logits,
            "output_shapes": t04.output_shapes, "position_similarity": t04.position_similarity},
     "05": {"train_one_epoch_by_hand": t05.train_one_epoch_by_hand,
@@ -101,6 +102,9 @@ MISTAKES: dict[tuple[str, int], dict[str, Any]] = {
     ("03", 2): {"PostNormBlock": t03.PreNormBlock},
     ("03", 3): {"block_parameters": lambda dim, mlp: t03.block_parameters(dim, mlp) + 1},
     ("03", 4): {"drop_path": t03._no_rescale},
+    ("03", 5): {"RMSNorm": t03._rms_variant(lambda x, eps: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps))},
+    ("03", 6): {"LayerScaleBlock": t03.ScaleAfterResidual},
+    ("03", 7): {"ParallelBlock": t03.SequentialShared},
     ("04", 1): {"vit_parameters": t04._always_cls},
     ("04", 2): {"mean_pool_logits": lambda model, images: model.head(model.forward_features(images)[:, 0])},
     ("04", 3): {"output_shapes": t04._forgot_cls},
@@ -169,7 +173,7 @@ def test_solution_passes_and_mistake_fails_with_the_checks_own_words(lesson: str
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("lesson,number", [("01", 3), ("03", 2), ("05", 1), ("05", 4), ("07", 4)])
+@pytest.mark.parametrize("lesson,number", [("01", 3), ("03", 2), ("03", 6), ("05", 1), ("05", 4), ("07", 4)])
 def test_stubs_none_and_missing_names(lesson: str, number: int) -> None:
     module, ex = _exercise(lesson, number)
     name = ex.args[0]
@@ -280,6 +284,11 @@ TRICKY = [  # answers whose verdict depends on more than a returned tensor
     (("03", 2), {"PostNormBlock": t03.BadNames}),                  # hasattr on the learner's block
     (("03", 2), {"PostNormBlock": t03.SwappedNorms}),              # the check sets the block's LayerNorms
     (("03", 2), {"PostNormBlock": t03._StubBlock}),                # a stub class: not attempted
+    (("03", 5), {"RMSNorm": t03.RMSNormPlainWeight}),              # requires_grad of a state_dict entry
+    (("03", 5), {"RMSNorm": t03.RMSNormWithBias}),                 # the learner's parameter names
+    (("03", 6), {"LayerScaleBlock": t03.ScalesNotParameters}),     # a plain tensor attribute, not a parameter
+    (("03", 6), {"LayerScaleBlock": t03.OwnMLP}),                  # load_state_dict's missing/unexpected keys
+    (("03", 7), {"ParallelBlock": t03.TwoNormsParallel}),          # parameters counted from the state_dict
     (("02", 2), {"attention_params": _raises_key_error}),          # the learner's exception, named
     (("07", 1), {"conv_parameters": _numpy_count}),                # a numpy integer is not an int
     (("07", 4), {"freeze_backbone": t07.freeze_backbone}),         # requires_grad changed in place

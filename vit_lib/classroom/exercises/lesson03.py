@@ -23,7 +23,7 @@ from vit_lib.classroom.exercises.common import (
 )
 
 __all__ = ["check_layer_norm", "check_post_norm_block", "check_block_parameters",
-           "check_drop_path"]
+           "check_drop_path", "check_rms_norm", "check_layer_scale_block", "check_parallel_block"]
 
 # The lesson's exercises, in notebook order: what the grader expects to find.
 EXERCISES = (
@@ -31,6 +31,9 @@ EXERCISES = (
     Exercise("03", 2, "post-norm block", "check_post_norm_block", ("PostNormBlock",)),
     Exercise("03", 3, "parameters of one block", "check_block_parameters", ("block_parameters",)),
     Exercise("03", 4, "drop path", "check_drop_path", ("drop_path",)),
+    Exercise("03", 5, "RMSNorm", "check_rms_norm", ("RMSNorm",)),
+    Exercise("03", 6, "LayerScale block", "check_layer_scale_block", ("LayerScaleBlock",)),
+    Exercise("03", 7, "parallel block", "check_parallel_block", ("ParallelBlock",)),
 )
 
 
@@ -282,3 +285,307 @@ def check_drop_path(drop_path: Callable[[torch.Tensor, float, bool], torch.Tenso
             raise Mismatch(f"{dropped:.0%} of samples were zeroed, expected about 25%{hint}")
         return "whole samples are zeroed, the rest scaled by 1/(1-p), identity in eval"
     return run_check("drop path", body)
+
+
+# --------------------------------------------------------------------------------------------
+# What a learner's module holds, asked in a way the grader can replay
+# --------------------------------------------------------------------------------------------
+
+def _learned(module: nn.Module) -> dict[str, torch.Tensor]:
+    """name -> tensor of every learned parameter of `module` (what `module.parameters()` yields).
+
+    state_dict with a plain dict as destination returns data only (names and tensors), which the
+    grader's transcript can carry; keep_vars keeps requires_grad, so a buffer or a plain tensor
+    attribute does not count as learned.
+    """
+    state = module.state_dict(destination={}, keep_vars=True)
+    return {name: t for name, t in dict(state).items()
+            if isinstance(t, torch.Tensor) and t.requires_grad}
+
+
+def _randomise_norm(norm: nn.Module, g: torch.Generator) -> None:
+    """Give a LayerNorm its own gamma and beta (at init every LayerNorm is the same function)."""
+    if getattr(norm, "weight", None) is not None:
+        norm.weight.copy_(torch.rand(norm.weight.shape, generator=g) + 0.5)
+    if getattr(norm, "bias", None) is not None:
+        norm.bias.copy_(torch.randn(norm.bias.shape, generator=g))
+
+
+def _missing(module: nn.Module, names: tuple[str, ...]) -> list[str]:
+    return [n for n in names if not hasattr(module, n)]
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 5: RMSNorm
+# --------------------------------------------------------------------------------------------
+
+@exercise_check()
+def check_rms_norm(norm_class: type[nn.Module]) -> CheckResult:
+    """Check a class built as norm_class(dim, eps=1e-6) with one learned `weight` [dim] (ones at
+    init) and no bias: y = x / sqrt(mean(x^2 over the last dim) + eps) * weight, against
+    torch.nn.functional.rms_norm with a random weight."""
+    def body() -> str:
+        dim, eps = 8, 1e-6
+        norm = norm_class(dim)
+        learned = _learned(norm)
+        names = sorted(learned)
+        total = sum(t.numel() for t in learned.values())
+        if "weight" not in learned:
+            if hasattr(norm, "weight"):
+                raise Mismatch("`weight` is not a learned parameter: wrap it in nn.Parameter so "
+                               "that the optimiser sees it")
+            raise Mismatch(f"your RMSNorm has no learned `weight` (its parameters: {names or 'none'}): "
+                           "store the per-channel scale as self.weight = nn.Parameter(torch.ones(dim))")
+        if names != ["weight"]:
+            extra = [n for n in names if n != "weight"]
+            hint = (" RMSNorm has no bias (beta): only the scale is learned"
+                    if any("bias" in n or "beta" in n for n in extra) else "")
+            raise Mismatch(f"your RMSNorm learns {total} numbers ({names}); it should learn only "
+                           f"`weight`, {dim} numbers for dim={dim}:{hint}")
+        weight = learned["weight"]
+        expect_shape(weight, (dim,), "your weight", "one scale per channel, shape [dim]")
+        if not torch.equal(weight.detach(), torch.ones(dim)):
+            raise Mismatch("initialise `weight` to ones, so that at first the layer only normalises")
+        g = torch.Generator().manual_seed(seeded(7))
+        x = torch.randn(2, 5, dim, generator=g) * 3.0 + 1.5      # [B, N, D], mean far from 0
+        # one token of tiny magnitude (mean square ~1e-8, below eps = 1e-6): only there does it
+        # matter whether eps goes inside the square root
+        x[0, 0] = 1e-4 * torch.randn(dim, generator=g)
+        w = torch.rand(dim, generator=g) + 0.5
+        with torch.no_grad():
+            norm.weight.copy_(w)
+            try:
+                out = norm(x.clone())
+            except RuntimeError as exc:
+                if "must match the size" not in str(exc):
+                    raise
+                raise Mismatch("the shapes do not broadcast: take the mean with keepdim=True so "
+                               "it has shape [B, N, 1]") from None
+        expected = F.rms_norm(x, (dim,), w, eps)
+        expect_shape(out, expected.shape, "your output", "RMSNorm keeps the shape [..., dim]")
+        if not _close(out, expected, atol=1e-4):
+            ms = x.pow(2).mean(-1, keepdim=True)
+            wrong = {
+                "you subtracted the mean: that is LayerNorm; RMSNorm divides x itself by its root "
+                "mean square, sqrt(mean(x**2) + eps), with no centring":
+                    F.layer_norm(x, (dim,), w, None, eps),
+                "you subtracted the mean (that is LayerNorm, here without eps): RMSNorm divides x "
+                "itself by sqrt(mean(x**2) + eps)":
+                    F.layer_norm(x, (dim,), w, None, 0.0),
+                "eps goes inside the square root: x / sqrt(mean(x**2) + eps) (it matters for "
+                "tokens of tiny magnitude)":
+                    x / (ms.sqrt() + eps) * w,
+                "eps is missing: x / sqrt(mean(x**2) + eps) (it matters for tokens of tiny "
+                "magnitude, and keeps an all-zero token finite)":
+                    x / ms.sqrt() * w,
+                "the square root is missing: divide by sqrt(mean(x**2) + eps), the ROOT mean square":
+                    x / (ms + eps) * w,
+                "you averaged over the tokens (dim=1); RMSNorm takes the mean square of each "
+                "token over its own channels (dim=-1)":
+                    x / torch.sqrt(x.pow(2).mean(1, keepdim=True) + eps) * w,
+                "you averaged over the whole tensor; take the mean square of each token on its "
+                "own, over the last dimension":
+                    x / torch.sqrt(x.pow(2).mean() + eps) * w,
+                "you summed the squares (x.norm() is sqrt(sum(x**2))); RMSNorm uses their MEAN":
+                    x / torch.sqrt(x.pow(2).sum(-1, keepdim=True) + eps) * w,
+                "`weight` is not applied: multiply the normalised x by self.weight":
+                    x / torch.sqrt(ms + eps),
+            }
+            for hint, candidate in wrong.items():
+                if _close(out, candidate, atol=1e-4):
+                    raise Mismatch(hint)
+            expect_close(out, expected, "your output", atol=1e-4,
+                         hint="divide x by sqrt(mean(x**2, last dim, keepdim=True) + eps), then "
+                              "multiply by weight")
+        coarse = norm_class(dim, eps=1e-2)                  # eps must come from the argument
+        with torch.no_grad():
+            out = coarse(x[:1, :1].clone())
+        expect_close(out, F.rms_norm(x[:1, :1], (dim,), None, 1e-2), "with eps=1e-2 your output",
+                     atol=1e-4, hint="use the eps given to __init__ (store it: self.eps = eps)")
+        zero = norm_class(dim)(torch.zeros(1, 1, dim))
+        if not torch.isfinite(torch.as_tensor(zero)).all():
+            raise Mismatch("an all-zero token gives NaN or inf: add eps before the square root")
+        out_rms = (expected / w)[1].pow(2).mean(-1).sqrt().mean().item()    # the second image's tokens
+        return (f"matches F.rms_norm; {dim} learned numbers (LayerNorm has {2 * dim}); before "
+                f"the weight every token has RMS {out_rms:.2f}")
+    return run_check("RMSNorm", body)
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6: a LayerScale block
+# --------------------------------------------------------------------------------------------
+
+@exercise_check()
+def check_layer_scale_block(block_class: type[nn.Module]) -> CheckResult:
+    """Check a class built as block_class(dim, heads, mlp_dim, init=1e-5) with Block's submodules
+    norm1, attn, norm2, mlp and two learned per-channel scales scale1, scale2 [dim] (init at
+    `init`): h = x + scale1 * attn(norm1(x)), y = h + scale2 * mlp(norm2(h))."""
+    from vit_lib.block import Block
+    from vit_lib.model import count_parameters
+
+    def body() -> str:
+        dim, heads, mlp_dim, init = 16, 4, 64, 1e-5
+        torch.manual_seed(seeded(0))
+        block = block_class(dim, heads, mlp_dim)
+        missing = _missing(block, ("norm1", "attn", "norm2", "mlp", "scale1", "scale2"))
+        if missing:
+            raise Mismatch(f"your block has no attribute(s) {missing}; name the submodules norm1, "
+                           "attn, norm2 and mlp like vit_lib.block.Block, and the two scales "
+                           "scale1 (attention branch) and scale2 (MLP branch)")
+        learned = _learned(block)
+        for name in ("scale1", "scale2"):
+            if name not in learned:
+                raise Mismatch(f"{name} is not a learned parameter: wrap it in nn.Parameter, "
+                               "otherwise the optimiser never updates it (and the parameter "
+                               "count is 2 * dim short)")
+            scale = learned[name]
+            if tuple(scale.shape) != (dim,):
+                raise Mismatch(f"{name} has shape {list(scale.shape)}: LayerScale learns one scale "
+                               f"per channel, shape [dim] = [{dim}], not one number for the whole "
+                               "branch")
+            if not torch.allclose(scale.detach(), torch.full((dim,), init), rtol=1e-3, atol=0.0):
+                raise Mismatch(f"{name} should start at init = {init:g} in every channel (got values "
+                               f"from {scale.min().item():.3g} to {scale.max().item():.3g}): "
+                               "nn.Parameter(init * torch.ones(dim))")
+        truth = count_parameters(Block(dim, heads, mlp_dim)) + 2 * dim
+        total = sum(t.numel() for t in learned.values())
+        if total != truth:
+            raise Mismatch(f"your block learns {total:,} numbers, expected {truth:,}: Block's "
+                           f"{truth - 2 * dim:,} plus 2 * dim = {2 * dim} for the two scales")
+        block.eval()
+        g = torch.Generator().manual_seed(seeded(6))
+        x = torch.randn(2, 17, dim, generator=g) * 2.0 + 0.5
+        with torch.no_grad():
+            out = block(x)
+            expect_shape(out, x.shape, "your output", "a block must keep the shape [B, N, dim]")
+            change_at_init = ((out - x).norm() / x.norm()).item()
+            # Put the scales and the LayerNorms far from their initial values, so that every
+            # place a scale could go gives a different output.
+            s1 = torch.rand(dim, generator=g) + 0.5
+            s2 = torch.rand(dim, generator=g) + 0.5
+            block.scale1.copy_(s1)
+            block.scale2.copy_(s2)
+            _randomise_norm(block.norm1, g)
+            _randomise_norm(block.norm2, g)
+            out = block(x)
+            a, m, n1, n2 = block.attn, block.mlp, block.norm1, block.norm2
+            h = x + s1 * a(n1(x))
+            expected = h + s2 * m(n2(h))
+            if not _close(out, expected, atol=1e-5):
+                h_after = s1 * (x + a(n1(x)))
+                h_before = x + a(n1(s1 * x))
+                h_stream = s1 * x + a(n1(x))
+                h_swap = x + s2 * a(n1(x))
+                h_plain = x + a(n1(x))
+                wrong = {
+                    "you scaled after the residual addition, s * (x + f(x)): scale only the "
+                    "branch's output, x + s * f(x), so the identity path stays untouched":
+                        s2 * (h_after + m(n2(h_after))),
+                    "the attention half scales after the residual addition, scale1 * (x + f(x)): "
+                    "scale only the branch's output, x + scale1 * attn(norm1(x))":
+                        h_after + s2 * m(n2(h_after)),
+                    "you scaled the branch's input, before the LayerNorm: scale its OUTPUT, "
+                    "x + s * attn(norm1(x))": h_before + m(n2(s2 * h_before)),
+                    "you scaled the residual stream, s * x + f(x); scale the branch instead, "
+                    "x + s * f(x)": s2 * h_stream + m(n2(h_stream)),
+                    "the scales are swapped: scale1 belongs to the attention branch, scale2 to "
+                    "the MLP branch": h_swap + s1 * m(n2(h_swap)),
+                    "the scales are not applied at all: multiply each branch's output by its "
+                    "scale before adding it, x + scale1 * attn(norm1(x))":
+                        h_plain + m(n2(h_plain)),
+                    "the MLP branch is not scaled: h + scale2 * mlp(norm2(h))": h + m(n2(h)),
+                    "the attention branch is not scaled: x + scale1 * attn(norm1(x))":
+                        h_plain + s2 * m(n2(h_plain)),
+                }
+                for hint, candidate in wrong.items():
+                    if _close(out, candidate, atol=1e-5):
+                        raise Mismatch(hint)
+                expect_close(out, expected, "your output",
+                             hint="h = x + scale1 * attn(norm1(x)), then h + scale2 * mlp(norm2(h))")
+        if change_at_init > 1e-3:
+            raise Mismatch(f"at init your block changes its input by {change_at_init:.2g} (relative): "
+                           "with scales of 1e-5 it should be nearly the identity")
+        # With both scales at 1 a LayerScale block is exactly Block: load Block's weights into it.
+        reference = Block(dim, heads, mlp_dim).eval()
+        with torch.no_grad():
+            for param in reference.parameters():
+                param.copy_(torch.randn(param.shape, generator=g) * 0.3)
+            keys = block.load_state_dict(reference.state_dict(), strict=False)
+            only_yours = sorted(str(k) for k in keys.missing_keys if k not in ("scale1", "scale2"))
+            only_block = sorted(str(k) for k in keys.unexpected_keys)
+            if only_yours or only_block:
+                raise Mismatch(f"Block's weights do not fit your block (Block has {only_block[:3]}, "
+                               f"yours has {only_yours[:3]} instead): build it from the lesson's parts, "
+                               "MultiHeadSelfAttention(dim, heads) and MLP(dim, mlp_dim), under "
+                               "Block's names")
+            block.scale1.copy_(torch.ones(dim))
+            block.scale2.copy_(torch.ones(dim))
+            expect_close(block(x), reference(x), "with both scales at 1 your output",
+                         hint="with scales of 1 a LayerScale block must compute exactly Block")
+        return (f"at init it changes the check's tokens by {change_at_init:.1e} of their size; "
+                f"{total:,} parameters = Block's + 2 x {dim}; with scales of 1 it is Block")
+    return run_check("LayerScale block", body)
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7: the parallel block
+# --------------------------------------------------------------------------------------------
+
+@exercise_check()
+def check_parallel_block(block_class: type[nn.Module]) -> CheckResult:
+    """Check a class built as block_class(dim, heads, mlp_dim) with submodules norm (ONE shared
+    LayerNorm), attn and mlp: y = x + attn(norm(x)) + mlp(norm(x))."""
+    from vit_lib.block import Block
+    from vit_lib.model import count_parameters
+
+    def body() -> str:
+        dim, heads, mlp_dim = 16, 4, 64
+        torch.manual_seed(seeded(0))
+        block = block_class(dim, heads, mlp_dim)
+        missing = _missing(block, ("norm", "attn", "mlp"))
+        if missing:
+            two = "norm" in missing and not _missing(block, ("norm1", "norm2"))
+            raise Mismatch(f"your block has no attribute(s) {missing}; "
+                           + ("the parallel block has ONE LayerNorm, shared by both branches: "
+                              "call it norm" if two else
+                              "name the shared LayerNorm norm, the attention attn and the MLP mlp"))
+        learned = _learned(block)
+        total = sum(t.numel() for t in learned.values())
+        truth = count_parameters(Block(dim, heads, mlp_dim)) - 2 * dim
+        if total != truth:
+            hint = ("you have a second LayerNorm: the parallel block shares ONE between the two "
+                    "branches" if total - truth == 2 * dim else
+                    "Block's parameters minus one LayerNorm (gamma and beta, 2 * dim)")
+            raise Mismatch(f"your block learns {total:,} numbers, expected {truth:,}: {hint}")
+        block.eval()
+        g = torch.Generator().manual_seed(seeded(8))
+        x = torch.randn(2, 17, dim, generator=g) * 2.0 + 0.5
+        with torch.no_grad():
+            _randomise_norm(block.norm, g)
+            out = block(x)
+            expect_shape(out, x.shape, "your output", "a block must keep the shape [B, N, dim]")
+            a, m, n = block.attn, block.mlp, block.norm
+            expected = x + a(n(x)) + m(n(x))
+            if not _close(out, expected, atol=1e-5):
+                h = x + a(n(x))
+                wrong = {
+                    "that is the sequential block, h = x + attn(norm(x)), then h + mlp(norm(h)): "
+                    "in the parallel block both branches read the SAME norm(x), "
+                    "y = x + attn(norm(x)) + mlp(norm(x))": h + m(n(h)),
+                    "the residual is missing: add x, y = x + attn(norm(x)) + mlp(norm(x))":
+                        a(n(x)) + m(n(x)),
+                    "the MLP reads x unnormalised: both branches read norm(x)": h + m(x),
+                    "the LayerNorm comes after the sum (post-norm); in the parallel block it "
+                    "comes first: y = x + attn(norm(x)) + mlp(norm(x))": n(x + a(x) + m(x)),
+                    "the attention branch is missing: y = x + attn(norm(x)) + mlp(norm(x))":
+                        x + m(n(x)),
+                    "the MLP branch is missing: y = x + attn(norm(x)) + mlp(norm(x))": h,
+                }
+                for hint, candidate in wrong.items():
+                    if _close(out, candidate, atol=1e-5):
+                        raise Mismatch(hint)
+                expect_close(out, expected, "your output",
+                             hint="y = x + attn(norm(x)) + mlp(norm(x)), with one shared norm")
+        return (f"y = x + attn(norm(x)) + mlp(norm(x)); {total:,} parameters, one LayerNorm "
+                f"({2 * dim}) fewer than Block")
+    return run_check("parallel block", body)
