@@ -388,6 +388,12 @@ def check_rms_norm(norm_class: type[nn.Module]) -> CheckResult:
                     x / torch.sqrt(x.pow(2).mean() + eps) * w,
                 "you summed the squares (x.norm() is sqrt(sum(x**2))); RMSNorm uses their MEAN":
                     x / torch.sqrt(x.pow(2).sum(-1, keepdim=True) + eps) * w,
+                "you divided by x.norm(), the square root of the SUM of the squares; RMSNorm uses "
+                "their MEAN, plus eps: x / sqrt(mean(x**2) + eps)":
+                    x / x.norm(dim=-1, keepdim=True) * w,
+                "you used eps = 1e-5 (section 2's LayerNorm eps?), not the eps given to __init__: "
+                "store it (self.eps = eps) and use self.eps":
+                    x / torch.sqrt(ms + 1e-5) * w,
                 "`weight` is not applied: multiply the normalised x by self.weight":
                     x / torch.sqrt(ms + eps),
             }
@@ -405,9 +411,7 @@ def check_rms_norm(norm_class: type[nn.Module]) -> CheckResult:
         zero = norm_class(dim)(torch.zeros(1, 1, dim))
         if not torch.isfinite(torch.as_tensor(zero)).all():
             raise Mismatch("an all-zero token gives NaN or inf: add eps before the square root")
-        out_rms = (expected / w)[1].pow(2).mean(-1).sqrt().mean().item()    # the second image's tokens
-        return (f"matches F.rms_norm; {dim} learned numbers (LayerNorm has {2 * dim}); before "
-                f"the weight every token has RMS {out_rms:.2f}")
+        return (f"matches F.rms_norm; for dim={dim}, {dim} learned numbers (LayerNorm has {2 * dim})")
     return run_check("RMSNorm", body)
 
 
