@@ -333,15 +333,19 @@ def plot(results: dict) -> None:
     plt.close(fig)
 
 
+def replace_section(page: Path, start: str, end: str, text: str) -> None:
+    """Rewrite the part of `page` between the markers `start` and `end` with `text`."""
+    body = page.read_text()
+    if start not in body or end not in body:
+        raise SystemExit(f"{page} has no {start} ... {end} section to fill")
+    head, rest = body.split(start, 1)
+    _, tail = rest.split(end, 1)
+    page.write_text(f"{head}{start}\n{text}{end}{tail}")
+
+
 def update_docs(text: str, page: Path | None = None) -> None:
     """Rewrite the section of docs/results.md between the cnn markers with `text`."""
-    page = page or DOCS_PAGE
-    body = page.read_text()
-    if MARK_START not in body or MARK_END not in body:
-        raise SystemExit(f"{page} has no {MARK_START} ... {MARK_END} section to fill")
-    head, rest = body.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    page.write_text(f"{head}{MARK_START}\n{text}{MARK_END}{tail}")
+    replace_section(page or DOCS_PAGE, MARK_START, MARK_END, text)
 
 
 def write_outputs(results: dict) -> None:

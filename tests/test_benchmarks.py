@@ -12,6 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import best_options
 import cnn_vs_vit
+import distillation
 import run_all
 import seed_tuned_ablation
 from seed_reference import SeedViT
@@ -175,3 +176,62 @@ def test_seed_tuned_ablation_rows_each_undo_one_change_and_the_table_is_the_json
     assert results["summary"] == seed_tuned_ablation.summary(results)
     assert seed_tuned_ablation.REPORT.read_text() == seed_tuned_ablation.report(results) + "\n", \
         "benchmarks/seed_tuned_ablation.md is stale: python benchmarks/seed_tuned_ablation.py --report-only"
+
+
+def test_distillation_runs_the_cli_presets_and_its_table_is_the_json(tmp_path):
+    """The benchmark trains the teacher before the students, each student against its own dataset's
+    teacher, the baseline as `best` for exactly the student's epochs; the committed table is what
+    the committed JSON renders, and its verdict follows from the numbers."""
+    from dataclasses import replace
+
+    from vit_lib.presets import get_preset
+
+    jobs = distillation.plan(["mnist", "fashion-mnist"], [0, 1], [0])
+    kinds = [j["kind"] for j in jobs]
+    assert kinds == ["teacher"] * 2 + ["student"] * 4 + ["baseline"] * 2
+    student = distillation.command({"kind": "student", "dataset": "fashion-mnist", "seed": 1}, tmp_path)
+    assert student[student.index("--preset") + 1] == "best-distilled"
+    assert student[student.index("--teacher") + 1] == str(tmp_path / "teacher-fashion-mnist")
+    baseline = distillation.command({"kind": "baseline", "dataset": "mnist", "seed": 2}, tmp_path)
+    assert baseline[baseline.index("--preset") + 1] == "best"
+    assert int(baseline[baseline.index("--epochs") + 1]) == get_preset("best-distilled").recipe.epochs
+    epochs = get_preset("best-distilled").recipe.epochs     # best's recipe, longer: only epochs differ
+    assert get_preset("best-distilled").recipe == replace(get_preset("best").recipe, epochs=epochs)
+
+    results = json.loads(distillation.RESULTS.read_text())
+    assert results["summary"] == distillation.summary(results)
+    stale = "is stale: python benchmarks/distillation.py --report-only"
+    assert distillation.REPORT.read_text().endswith("\n\n" + distillation.report(results) + "\n"), \
+        f"benchmarks/distillation.md {stale}"
+    assert _generated(distillation.DOCS_PAGE, distillation.MARK_START, distillation.MARK_END) == \
+        distillation.report(results) + "\n", f"docs/results.md {stale}"
+    for dataset, entry in results["summary"].items():
+        students = [r for r in entry["rows"] if r["kind"] == "student"]
+        assert all(r["epochs"] == epochs for r in students), dataset
+        target = entry["target"]
+        timed = target["slowest_all_cores"]
+        met = target["seeds"] >= 3 and target["median"] >= distillation.TARGETS[dataset] \
+            and timed is not None and timed <= distillation.BUDGET_SECONDS
+        assert target["met"] == met, dataset
+
+
+def test_distillation_target_needs_three_seeds_and_a_run_on_every_core():
+    """The verdict: median of 3 seeds at the target AND the slowest student run that used every
+    core within 600 s; 1-thread runs (two side by side) never count for the time."""
+    def run(kind, seed, acc, seconds, threads):
+        return {"job": {"kind": kind, "dataset": "mnist", "seed": seed}, "test_accuracy": acc,
+                "train_seconds": seconds, "epochs": 24, "params": 1, "threads": threads, "cores": 2,
+                "torch": "x"}
+    runs = {f"s{i}": run("student", i, 99.6, 900.0, 1) for i in range(3)}
+    verdict = distillation.summary({"runs": runs})["mnist"]["target"]
+    assert verdict["median"] == 99.6 and verdict["slowest_all_cores"] is None and not verdict["met"]
+    runs["t"] = run("student", 0, 99.6, 590.0, 2)
+    assert distillation.summary({"runs": runs})["mnist"]["target"]["met"]
+    runs["t"]["train_seconds"] = 610.0
+    assert not distillation.summary({"runs": runs})["mnist"]["target"]["met"]
+    runs = {f"s{i}": run("student", i, 99.6, 500.0, 2) for i in range(2)}
+    assert not distillation.summary({"runs": runs})["mnist"]["target"]["met"]      # two seeds
+    runs["s2"] = run("student", 2, 99.0, 500.0, 2)
+    assert distillation.summary({"runs": runs})["mnist"]["target"]["met"]          # 99.6, 99.6, 99.0
+    runs["s1"]["test_accuracy"] = 99.0
+    assert not distillation.summary({"runs": runs})["mnist"]["target"]["met"]      # median 99.0

@@ -2,6 +2,8 @@
 a teacher; refused without one; teachers that see other images are refused by name."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from test_engine import _loaders  # 96 random images, a learnable rule, batch 16
@@ -124,7 +126,8 @@ def test_cuda_graphs_refuse_distillation():
 
 def test_the_best_distilled_preset_is_best_with_a_distillation_token():
     preset, best = get_preset("best-distilled", "mnist"), get_preset("best", "mnist")
-    assert preset.architecture == "vit-distilled" and preset.recipe == best.recipe
+    assert preset.architecture == "vit-distilled"
+    assert preset.recipe == replace(best.recipe, epochs=24)      # longer: the teacher's pass costs time
     assert count_parameters(build_model(preset.model)) - count_parameters(build_model(best.model)) \
         == 64 * 2 + 64 * 10 + 10
 
