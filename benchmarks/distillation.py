@@ -1,6 +1,6 @@
 """DeiT distillation on a 2-core CPU: does a CNN teacher lift the `best` ViT? (issue #22)
 
-    python benchmarks/distillation.py                          # everything, 2 runs at a time (about 80 min)
+    python benchmarks/distillation.py                          # everything, 2 runs at a time (about 2 hours)
     python benchmarks/distillation.py --datasets mnist --seeds 0 --baseline-seeds 0   # a subset
     python benchmarks/distillation.py --report-only            # the table from the committed JSON
 

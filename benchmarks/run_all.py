@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cnn_vs_vit import replace_section  # noqa: E402  (one way to rewrite a docs section)
+
 ROOT = HERE.parent
 RESULTS = HERE / "results.json"
 # the seed pipeline first, then the presets that train the seed's model, timed against it
@@ -237,13 +240,7 @@ README = ROOT / "README.md"
 def update_docs(table: str, page: Path | None = None) -> None:
     """Rewrite the results section of docs/results.md (generated sections live in docs/, never in
     the README, whose headline table is copied from this one: see `stale_headline`)."""
-    page = page or DOCS_PAGE
-    text = page.read_text()
-    if MARK_START not in text or MARK_END not in text:
-        raise SystemExit(f"{page} has no {MARK_START} ... {MARK_END} section to fill")
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    page.write_text(f"{head}{MARK_START}\n{table}{MARK_END}{tail}")
+    replace_section(page or DOCS_PAGE, MARK_START, MARK_END, table)
 
 
 def preset_table(table: str) -> list[str]:

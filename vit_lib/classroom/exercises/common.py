@@ -21,7 +21,7 @@ import json
 import os
 import random
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
 
@@ -148,6 +148,14 @@ def expect_close(value: Any, expected: torch.Tensor, what: str, atol: float = 1e
                f"expected {expected[index].item():.5g})")
         raise Mismatch(msg + (f": {hint}" if hint else ""))
     return tensor
+
+
+def name_mistake(value: torch.Tensor, mistakes: Mapping[str, torch.Tensor], atol: float = 1e-5) -> None:
+    """Fail with a typical mistake's hint when `value` is what that mistake computes (`mistakes`:
+    hint -> the mistake's output); return quietly when it is none of them."""
+    for hint, candidate in mistakes.items():
+        if value.shape == candidate.shape and torch.allclose(value.float(), candidate.float(), atol=atol):
+            raise Mismatch(hint)
 
 
 def run_check(title: str, body: Callable[[], str | None]) -> CheckResult:

@@ -18,6 +18,7 @@ from vit_lib.classroom.exercises.common import (
     expect_close,
     expect_shape,
     grading_cases,
+    name_mistake,
     run_check,
     seeded,
 )
@@ -94,9 +95,7 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> CheckResult:
                 "token on its own, over the last dimension":
                     (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + eps) * gamma + beta,
             }
-            for hint, candidate in wrong.items():
-                if _close(out, candidate, atol=1e-4):
-                    raise Mismatch(hint)
+            name_mistake(out, wrong, atol=1e-4)
             expect_close(out, expected, "your output",
                          hint="subtract the mean over the last dimension, divide by "
                               "sqrt(variance + eps), then scale by gamma and shift by beta")
@@ -159,9 +158,7 @@ def check_post_norm_block(block_class: type[nn.Module]) -> CheckResult:
                     "the MLP half should start from h = norm1(x + attn(x)), not from x":
                         n2(h + m(x)),
                 }
-                for hint, candidate in wrong.items():
-                    if _close(out, candidate, atol=1e-5):
-                        raise Mismatch(hint)
+                name_mistake(out, wrong, atol=1e-5)
                 expect_close(out, expected, "your output",
                              hint="compute h = norm1(x + attn(x)), then norm2(h + mlp(h))")
         return (f"output is LayerNorm'ed: every token has RMS {token_rms.mean().item():.2f} "
@@ -397,9 +394,7 @@ def check_rms_norm(norm_class: type[nn.Module]) -> CheckResult:
                 "`weight` is not applied: multiply the normalised x by self.weight":
                     x / torch.sqrt(ms + eps),
             }
-            for hint, candidate in wrong.items():
-                if _close(out, candidate, atol=1e-4):
-                    raise Mismatch(hint)
+            name_mistake(out, wrong, atol=1e-4)
             expect_close(out, expected, "your output", atol=1e-4,
                          hint="divide x by sqrt(mean(x**2, last dim, keepdim=True) + eps), then "
                               "multiply by weight")
@@ -501,9 +496,7 @@ def check_layer_scale_block(block_class: type[nn.Module]) -> CheckResult:
                     "the attention branch is not scaled: x + scale1 * attn(norm1(x))":
                         h_plain + s2 * m(n2(h_plain)),
                 }
-                for hint, candidate in wrong.items():
-                    if _close(out, candidate, atol=1e-5):
-                        raise Mismatch(hint)
+                name_mistake(out, wrong, atol=1e-5)
                 expect_close(out, expected, "your output",
                              hint="h = x + scale1 * attn(norm1(x)), then h + scale2 * mlp(norm2(h))")
         if change_at_init > 1e-3:
@@ -585,9 +578,7 @@ def check_parallel_block(block_class: type[nn.Module]) -> CheckResult:
                         x + m(n(x)),
                     "the MLP branch is missing: y = x + attn(norm(x)) + mlp(norm(x))": h,
                 }
-                for hint, candidate in wrong.items():
-                    if _close(out, candidate, atol=1e-5):
-                        raise Mismatch(hint)
+                name_mistake(out, wrong, atol=1e-5)
                 expect_close(out, expected, "your output",
                              hint="y = x + attn(norm(x)) + mlp(norm(x)), with one shared norm")
         return (f"y = x + attn(norm(x)) + mlp(norm(x)); {total:,} parameters, one LayerNorm "

@@ -19,6 +19,7 @@ from vit_lib.classroom.exercises.common import (
     expect_close,
     expect_shape,
     grading_cases,
+    name_mistake,
     run_check,
     seeded,
 )
@@ -173,9 +174,7 @@ def check_mean_pool_logits(mean_pool_logits: Callable[[Any, torch.Tensor], torch
                 "normalised every token": model.head(model.norm(tokens[:, 1:].mean(dim=1))),
             }
             if not torch.allclose(out, expected, atol=1e-5):
-                for hint, candidate in wrong.items():
-                    if torch.allclose(out, candidate, atol=1e-5):
-                        raise Mismatch(hint)
+                name_mistake(out, wrong, atol=1e-5)
             expect_close(out, expected, "your logits",
                          hint="tokens = model.forward_features(images); "
                               "model.head(tokens[:, 1:].mean(dim=1))")
