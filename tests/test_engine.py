@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from vit_lib.config import ViTConfig
+from vit_lib.config import ConfigError, ViTConfig
 from vit_lib.data import TensorLoader, get_loaders
 from vit_lib.engine import TrainingDivergedError, build_optimizer, evaluate, fit, lr_factor
 from vit_lib.machinery.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -235,6 +235,17 @@ def test_adamw_decays_only_weight_matrices_and_adam_is_one_group():
     assert len(decayed["params"]) + len(plain["params"]) == len(names)
     (group,) = build_optimizer(model, Recipe()).param_groups      # the seed's plain Adam
     assert len(group["params"]) == len(names) and group["weight_decay"] == 0.0
+    assert group["betas"] == (0.9, 0.999)                         # PyTorch's defaults, as the seed
+
+
+def test_beta2_reaches_both_optimisers_and_is_checked():
+    model = VisionTransformer(ViTConfig())
+    for optimizer in ("adam", "adamw"):
+        groups = build_optimizer(model, Recipe(optimizer=optimizer, beta2=0.95)).param_groups
+        assert all(g["betas"] == (0.9, 0.95) for g in groups)
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(ConfigError, match=r"beta2 must be in \[0, 1\), got"):
+            Recipe(beta2=bad)
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -244,6 +255,17 @@ def test_lr_schedule_warmup_then_cosine():
     assert factors[10] == pytest.approx(1.0) and factors[55] == pytest.approx(0.5, abs=0.01)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
     assert lr_factor(50, 100, Recipe()) == 1.0
+
+
+def test_lr_schedule_warmup_then_linear_to_zero():
+    r = Recipe(schedule="linear", warmup=0.1)
+    factors = [lr_factor(s, 100, r) for s in range(100)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    after = factors[10:]                                   # 1, 1 - 1/90, 1 - 2/90, ... 1/90
+    assert after == pytest.approx([1 - k / 90 for k in range(90)])
+    assert factors[30] < lr_factor(30, 100, Recipe(schedule="cosine", warmup=0.1))   # below the cosine
+    with pytest.raises(ConfigError, match="schedule must be one of"):
+        Recipe(schedule="step")
 
 
 @pytest.mark.slow

@@ -44,21 +44,25 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                    "weight_decay": recipe.weight_decay},
                   {"params": [p for name, p in params if name not in decayed],
                    "weight_decay": 0.0}]
+    betas = (0.9, recipe.beta2)
     try:   # fused kernels: one update for all parameters (CPU since torch 2.4, CUDA, MPS)
-        return cls(groups, lr=recipe.lr, fused=True)
+        return cls(groups, lr=recipe.lr, betas=betas, fused=True)
     except (RuntimeError, TypeError):
-        return cls(groups, lr=recipe.lr)
+        return cls(groups, lr=recipe.lr, betas=betas)
 
 
 def lr_factor(step: int, total_steps: int, recipe: Recipe) -> float:
-    """Multiplier of the base lr at a step: linear warmup, then constant or cosine to 0."""
+    """Multiplier of the base lr at a step: linear warmup, then constant, or down to 0 at the
+    last step along half a cosine ("cosine") or a straight line ("linear")."""
     warmup = int(recipe.warmup * total_steps)
     if step < warmup:
         return (step + 1) / warmup
     if recipe.schedule == "constant":
         return 1.0
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    if recipe.schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int,
