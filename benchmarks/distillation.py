@@ -112,9 +112,10 @@ def run(job: dict[str, Any], runs: Path, rerun: bool, threads: int) -> dict[str,
         m = json.loads(metrics_file.read_text())
         done = m["epochs"] == planned_epochs(job) and (job["kind"] == "teacher" or m["threads"] == threads)
     cmd = command(job, runs)
+    shown = "python " + " ".join(cmd[1:])           # the command a user types
     load_before = os.getloadavg()[0]
     if rerun or not done:
-        print("$", " ".join(cmd[1:]), flush=True)
+        print("$", shown, flush=True)
         folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         with open(folder / "train.log", "w") as log:
@@ -122,9 +123,10 @@ def run(job: dict[str, Any], runs: Path, rerun: bool, threads: int) -> dict[str,
         if proc.returncode != 0:
             raise SystemExit(f"{key(job, threads)} failed (exit {proc.returncode}); see {folder / 'train.log'}")
     else:
-        print(f"kept {key(job, threads)} (its metrics.json is there; --rerun trains it again)", flush=True)
+        print(f"kept {key(job, m['threads'])} (its metrics.json is there; --rerun trains it again)",
+              flush=True)
     m = json.loads(metrics_file.read_text())
-    return {"job": job, "command": "python " + " ".join(cmd[1:]), "test_accuracy": m["test_accuracy"],
+    return {"job": job, "command": shown, "test_accuracy": m["test_accuracy"],
             "train_seconds": m["train_seconds"], "epochs": m["epochs"], "params": m["params"],
             "threads": m["threads"], "torch": m["torch"], "cores": os.cpu_count(),
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
