@@ -11,7 +11,7 @@ from test_engine import _loaders  # 96 random images, a learnable rule, batch 16
 from vit_lib.cnn import CNNConfig, ConvNet, DistilledViT, DistilledViTConfig, check_teacher, distillation
 from vit_lib.config import ViTConfig
 from vit_lib.engine import evaluate, fit
-from vit_lib.machinery.checkpoint import load_checkpoint
+from vit_lib.machinery.checkpoint import load_checkpoint, save_checkpoint
 from vit_lib.machinery.errors import ConfigError, CudaGraphError
 from vit_lib.machinery.families import build_model, checkpoint_config, model_from_checkpoint
 from vit_lib.model import VisionTransformer, count_parameters
@@ -148,6 +148,109 @@ def test_cli_distils_from_a_cnn_teacher_and_resumes(tmp_path, capsys, fake_data)
     more = train(capsys, "--out", tmp_path / "student", "--resume", "--epochs", "2")
     assert more.code == 0, more.err
     assert load_checkpoint(tmp_path / "student" / "checkpoint.pt")["epoch"] == 2
+
+
+def test_cli_soft_distillation_keeps_its_temperature_on_resume(tmp_path, capsys, fake_data):
+    from cli_fakes import train
+    assert train(capsys, "--preset", "cnn-tiny", "--epochs", "1", "--out", tmp_path / "cnn").code == 0
+    student = train(capsys, "--preset", "best-distilled", "--epochs", "1", "--teacher",
+                    tmp_path / "cnn", "--distill", "soft", "--temperature", "3",
+                    "--out", tmp_path / "student")
+    assert student.code == 0, student.err
+    assert "distillation (soft, temperature 3) from" in student.out
+    teacher = load_checkpoint(tmp_path / "student" / "checkpoint.pt")["extra"]["teacher"]
+    assert teacher["distill"] == "soft" and teacher["temperature"] == 3.0
+    other = train(capsys, "--out", tmp_path / "student", "--resume", "--epochs", "2",
+                  "--temperature", "2")
+    assert other.code == 2 and "--temperature 2 differs from the run" in other.err
+    assert "(temperature 3)" in other.err and "Traceback" not in other.err
+    more = train(capsys, "--out", tmp_path / "student", "--resume", "--epochs", "2")
+    assert more.code == 0, more.err
+    assert "distillation (soft, temperature 3) from" in more.out
+    default = train(capsys, "--preset", "best-distilled", "--epochs", "1", "--teacher",
+                    tmp_path / "cnn", "--distill", "soft", "--out", tmp_path / "t1")
+    assert default.code == 0 and "distillation (soft, temperature 1) from" in default.out
+    assert load_checkpoint(tmp_path / "t1" / "checkpoint.pt")["extra"]["teacher"]["temperature"] == 1.0
+    state = load_checkpoint(tmp_path / "t1" / "checkpoint.pt")        # as written before the flag
+    del state["extra"]["teacher"]["temperature"]
+    save_checkpoint(tmp_path / "t1" / "checkpoint.pt", state)
+    same = train(capsys, "--out", tmp_path / "t1", "--resume", "--epochs", "2", "--temperature", "1")
+    assert same.code == 0, same.err                        # an old soft run trained at 1: honoured
+    assert "distillation (soft, temperature 1) from" in same.out
+
+
+def test_cli_refuses_a_temperature_it_cannot_use(tmp_path, capsys, fake_data):
+    from cli_fakes import train
+    assert train(capsys, "--preset", "cnn-tiny", "--epochs", "1", "--out", tmp_path / "cnn").code == 0
+    hard = train(capsys, "--preset", "best-distilled", "--teacher", tmp_path / "cnn",
+                 "--temperature", "3", "--out", tmp_path / "s")
+    assert hard.code == 2 and "only --distill soft learns: use --distill soft" in hard.err
+    explicit = train(capsys, "--preset", "best-distilled", "--teacher", tmp_path / "cnn",
+                     "--distill", "hard", "--temperature", "3", "--out", tmp_path / "s")
+    assert explicit.code == 2 and "use --distill soft, or drop --temperature" in explicit.err
+    alone = train(capsys, "--preset", "seed", "--temperature", "3", "--out", tmp_path / "s")
+    assert alone.code == 2 and "--temperature says how to learn from a teacher" in alone.err
+    both = train(capsys, "--preset", "seed", "--distill", "soft", "--temperature", "3",
+                 "--out", tmp_path / "s")
+    assert both.code == 2 and "--distill and --temperature say how" in both.err
+    zero = train(capsys, "--preset", "best-distilled", "--teacher", tmp_path / "cnn",
+                 "--distill", "soft", "--temperature", "0", "--out", tmp_path / "s")
+    assert zero.code == 2 and "--temperature" in zero.err and "Traceback" not in zero.err
+    assert not (tmp_path / "s" / "checkpoint.pt").exists()
+    with pytest.raises(ConfigError, match="temperature must be positive"):
+        distillation(_teacher(), "soft", temperature=0.0)
+    assert train(capsys, "--preset", "seed", "--epochs", "1", "--out", tmp_path / "plain").code == 0
+    resumed = train(capsys, "--out", tmp_path / "plain", "--resume", "--epochs", "2",
+                    "--temperature", "3")
+    assert resumed.code == 2 and "learns from no teacher" in resumed.err
+    assert load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["epoch"] == 1
+    hard_run = train(capsys, "--preset", "best-distilled", "--epochs", "1", "--teacher",
+                     tmp_path / "cnn", "--out", tmp_path / "hard")
+    assert hard_run.code == 0, hard_run.err
+    hot = train(capsys, "--out", tmp_path / "hard", "--resume", "--epochs", "2", "--temperature", "3")
+    assert hot.code == 2 and "(hard distillation without a temperature)" in hot.err
+
+
+def test_cli_overwrite_keeps_the_old_run_when_the_new_one_is_refused(tmp_path, capsys, fake_data):
+    """--overwrite replaces a run only once every check has passed: a bad flag loses nothing."""
+    from cli_fakes import train
+    assert train(capsys, "--preset", "seed", "--epochs", "1", "--out", tmp_path / "raw").code == 0
+    before = (tmp_path / "raw" / "checkpoint.pt").read_bytes()
+    refused = train(capsys, "--preset", "best-distilled", "--teacher", tmp_path / "raw",
+                    "--overwrite", "--out", tmp_path / "raw")       # raw pixels: refused in _train
+    assert refused.code == 2 and "raw pixels" in refused.err
+    assert (tmp_path / "raw" / "checkpoint.pt").read_bytes() == before
+    assert (tmp_path / "raw" / "metrics.json").is_file()
+
+
+def test_the_temperature_reaches_the_training_step(tmp_path, capsys, fake_data, monkeypatch):
+    """Not only printed and stored: distill_one_epoch is called with it, and it changes the loss."""
+    from cli_fakes import train
+
+    import vit_lib.cnn
+    seen = []
+    real = vit_lib.cnn.distill_one_epoch
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["kind"], kwargs["temperature"]))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(vit_lib.cnn, "distill_one_epoch", spy)
+    assert train(capsys, "--preset", "cnn-tiny", "--epochs", "1", "--out", tmp_path / "cnn").code == 0
+    student = train(capsys, "--preset", "best-distilled", "--epochs", "1", "--teacher",
+                    tmp_path / "cnn", "--distill", "soft", "--temperature", "3",
+                    "--out", tmp_path / "student")
+    assert student.code == 0, student.err
+    assert seen and set(seen) == {("soft", 3.0)}
+    monkeypatch.undo()
+    losses = []
+    for temperature in (1.0, 3.0):
+        torch.manual_seed(0)
+        model = DistilledViT(DistilledViTConfig(**TINY, num_classes=2))
+        train_loader, _ = _loaders()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        losses.append(vit_lib.cnn.distill_one_epoch(model, train_loader, optimizer, teacher=_teacher(),
+                                                    kind="soft", temperature=temperature)["loss"])
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3)
 
 
 def test_cli_refuses_a_distilled_preset_without_a_teacher(tmp_path, capsys, fake_data):

@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill", choices=DISTILLATION,
                    help="with --teacher: learn the teacher's top class (hard, DeiT's best; "
                         "default) or its whole softened distribution (soft)")
+    p.add_argument("--temperature", type=positive_float,
+                   help="with --distill soft: divide both models' logits by this before the "
+                        "softmax, so the teacher's runner-up classes weigh more (default 1; DeiT "
+                        "uses 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--cuda-graph", action="store_true",
                    help="on a CUDA GPU: record the training step once as a CUDA graph and "
@@ -312,9 +316,6 @@ def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     preset = get_preset(args.preset or "seed", args.dataset or "mnist",
                         {"patch_size": args.patch_size, "stem": args.stem}, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, grad_clip=args.grad_clip)
-    if args.overwrite and distributed.is_main():
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
     info = dataset_info(args.dataset or "mnist")
     seed = 0 if args.seed is None else args.seed
     run = {"preset": preset.name, "dataset": info.name, "seed": seed,
@@ -339,9 +340,17 @@ def _start(args: argparse.Namespace, out: Path, device: torch.device) -> int:
     if args.teacher is not None:
         teacher = pretrained.resolve(args.teacher)
         run["teacher"] = {"checkpoint": str(teacher), "distill": args.distill or "hard"}
-    elif args.distill is not None:
-        raise ConfigError("--distill says how to learn from a teacher: give --teacher CHECKPOINT "
-                          "too, or drop --distill")
+        if args.temperature is not None and run["teacher"]["distill"] != "soft":
+            raise ConfigError("--temperature softens the teacher's distribution, which only "
+                              "--distill soft learns: use --distill soft, or drop --temperature")
+        if run["teacher"]["distill"] == "soft":
+            run["teacher"]["temperature"] = args.temperature or 1.0
+    elif args.distill is not None or args.temperature is not None:
+        flags = " and ".join(f for f, v in (("--distill", args.distill),
+                                            ("--temperature", args.temperature)) if v is not None)
+        raise ConfigError(f"{flags} say{'s' if ' and ' not in flags else ''} how to learn from a "
+                          "teacher: give --teacher CHECKPOINT too (with a distilled preset such as "
+                          f"best-distilled), or drop {flags}")
     if args.init_from is not None:
         source = pretrained.resolve(args.init_from)
         if source.resolve() == (out / CHECKPOINT).resolve():
@@ -371,13 +380,20 @@ def _resume(args: argparse.Namespace, out: Path, device: torch.device) -> int:
                               f"{run['dataset']}, not a folder of images: drop them")
     info = dataset_info(run["dataset"])
     check_model_fits_dataset(config, info, ckpt)
-    if args.teacher is not None or args.distill is not None:
+    if args.teacher is not None or args.distill is not None or args.temperature is not None:
         if "teacher" not in run:
             raise ConfigError(f"the run in {out} learns from no teacher; a resumed run keeps that: "
-                              "drop --teacher / --distill")
+                              "drop --teacher / --distill / --temperature")
         if args.distill is not None and args.distill != run["teacher"]["distill"]:
             raise ConfigError(f"--distill {args.distill} differs from the run in {out} "
                               f"({run['teacher']['distill']}); a resumed run keeps it: drop --distill")
+        stored = run["teacher"].get("temperature",       # a soft run from before the flag: 1
+                                    1.0 if run["teacher"]["distill"] == "soft" else None)
+        if args.temperature is not None and args.temperature != stored:
+            was = f"temperature {stored:g}" if stored is not None else \
+                f"{run['teacher']['distill']} distillation without a temperature"
+            raise ConfigError(f"--temperature {args.temperature:g} differs from the run in {out} "
+                              f"({was}); a resumed run keeps it: drop --temperature")
         if args.teacher is not None:    # the same teacher, found somewhere else
             teacher = pretrained.resolve(args.teacher)
             run["teacher"] = {**run["teacher"], "checkpoint": str(teacher)}
@@ -518,6 +534,9 @@ def _train(args: argparse.Namespace, out: Path, device: torch.device, config: Mo
              if distributed.is_initialized() else ""))
     wall = time.perf_counter()
     train_epoch = _distillation(run, config, recipe, info.name, device)
+    if args.overwrite and not resume and distributed.is_main():   # every check passed: replace it
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     try:
         history = fit(model, train_loader, test_loader, recipe, epochs=recipe.epochs,
                       checkpoint=ckpt, resume=resume, progress=not args.no_progress, extra=run,
@@ -563,8 +582,10 @@ def _distillation(run: dict[str, Any], config: ModelConfig, recipe: Recipe, data
                           "and the student's recipe differs, so the teacher would see other "
                           "inputs; choose a teacher trained with the same normalisation")
     teacher = model_from_checkpoint(state, device)
-    print(f"distillation ({run['teacher']['distill']}) from {source} ({describe(teacher.config)})")
-    return distillation(teacher, run["teacher"]["distill"])
+    kind, temperature = run["teacher"]["distill"], run["teacher"].get("temperature", 1.0)
+    how = f"{kind}, temperature {temperature:g}" if kind == "soft" else kind
+    print(f"distillation ({how}) from {source} ({describe(teacher.config)})")
+    return distillation(teacher, kind, temperature)
 
 
 def _retry_hint(ckpt: Path, recipe: Recipe) -> str:
