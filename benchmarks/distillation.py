@@ -45,6 +45,7 @@ benchmarks/distillation.md and to docs/results.md (between its distillation mark
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -55,12 +56,20 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import torch
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 from cnn_vs_vit import replace_section  # noqa: E402
 
+from vit_lib.cnn import distill_one_epoch  # noqa: E402
+from vit_lib.data import get_loaders  # noqa: E402
+from vit_lib.engine import build_optimizer  # noqa: E402
+from vit_lib.machinery.checkpoint import load_checkpoint  # noqa: E402
+from vit_lib.machinery.families import build_model, model_from_checkpoint  # noqa: E402
+from vit_lib.machinery.runtime import seed_everything  # noqa: E402
 from vit_lib.presets import get_preset  # noqa: E402
 
 RESULTS = HERE / "distillation.json"
@@ -77,12 +86,12 @@ SOFT_TEMPERATURE = 3.0                                # DeiT's (Touvron et al. 2
 
 
 def plan(datasets: list[str], seeds: list[int], baseline_seeds: list[int],
-         soft_seeds: list[int] = ()) -> list[dict[str, Any]]:
+         soft_seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """Every run in order: the teachers first (the students need them), then the students seed by
     seed (one seed of each dataset is soonest), the soft students, then the baselines."""
     jobs = [{"kind": "teacher", "dataset": d, "seed": 0} for d in datasets]
     jobs += [{"kind": "student", "dataset": d, "seed": s} for s in seeds for d in datasets]
-    jobs += [{"kind": "soft", "dataset": d, "seed": s} for s in soft_seeds for d in datasets]
+    jobs += [{"kind": "soft", "dataset": d, "seed": s} for s in soft_seeds or [] for d in datasets]
     jobs += [{"kind": "baseline", "dataset": d, "seed": s} for s in baseline_seeds for d in datasets]
     return jobs
 
@@ -239,17 +248,6 @@ def step_timing(runs: Path, dataset: str = "mnist", steps: int = 20, rounds: int
     """Seconds of `steps` training steps of best-distilled with hard and with soft distillation
     (temperature SOFT_TEMPERATURE) against the teacher run in `runs`, alternated `rounds` times
     in this process (the order flips each round), so that both see the same machine."""
-    import itertools
-
-    import torch
-
-    from vit_lib.cnn import distill_one_epoch
-    from vit_lib.data import get_loaders
-    from vit_lib.engine import build_optimizer
-    from vit_lib.machinery.checkpoint import load_checkpoint
-    from vit_lib.machinery.families import build_model, model_from_checkpoint
-    from vit_lib.machinery.runtime import seed_everything
-
     teacher_ckpt = ROOT / out_dir({"kind": "teacher", "dataset": dataset}, runs) / "checkpoint.pt"
     if not teacher_ckpt.is_file():
         raise SystemExit(f"--step-timing needs the teacher run {teacher_ckpt}: run the benchmark first")
